@@ -1,0 +1,290 @@
+"""``leadscore <command>``: the demo data, the ``dvc repro`` stages, and fit/score on your own table.
+
+Every command has ``--help``. User errors end with one line on stderr and exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from leadscore import __version__
+from leadscore.exceptions import LeadscoreError
+
+log = logging.getLogger("leadscore")
+
+Handler = Callable[[argparse.Namespace], None]
+EPILOG = "Run `leadscore COMMAND --help` for the options of one command."
+
+
+def _params(args: argparse.Namespace):  # noqa: ANN202 - lazy import keeps --help fast
+    from leadscore.config import load_params
+
+    return load_params(args.params)
+
+
+def _add(commands: argparse._SubParsersAction, name: str, handler: Handler, summary: str,
+         description: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def _with_params(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", metavar="FILE",
+                        help="settings file (default: %(default)s)")
+
+
+# --- demo data -------------------------------------------------------------------------------------
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from leadscore.datahash import dvc_dir_md5, recorded_md5
+    from leadscore.demo import generate_crm, write_crm
+
+    out = Path(args.out)
+    if args.if_missing and (out / "raw").is_dir() and any((out / "raw").iterdir()):
+        print(f"{out}/raw exists: leaving your data as it is")
+    else:
+        demo = _params(args).demo if Path(args.params).exists() else None
+        n_leads = args.n_leads or (demo.n_leads if demo else 50_000)
+        seed = args.seed if args.seed is not None else (demo.seed if demo else 42)
+        start = args.start or (demo.start if demo else "2024-01-01")
+        months = args.months or (demo.months if demo else 20)
+        began = time.perf_counter()
+        data = generate_crm(n_leads=n_leads, seed=seed, start=start, months=months)
+        paths = write_crm(data, out)
+        print(f"wrote {len(paths)} files for {n_leads:,} leads to {out} "
+              f"in {time.perf_counter() - began:.1f} s")
+    if args.verify:
+        expected, actual = recorded_md5(args.verify), dvc_dir_md5(out)
+        if expected != actual:
+            raise LeadscoreError(
+                f"{out} does not match {args.verify} (md5 {actual} != {expected}); if you changed the "
+                f"demo settings or brought your own data, record it with `dvc add {out}`"
+            )
+        print(f"{out} matches {args.verify} ({expected})")
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    p = _add(commands, "demo", _cmd_demo, "generate the demo CRM extract (deterministic)",
+             "Write the seeded demo CRM extract: raw/leads, raw/activities, raw/outcomes (Parquet)\n"
+             "and truth/true_probability (the latent conversion probability, never a feature).\n"
+             "The same settings always give byte-identical files, so a fresh clone reproduces\n"
+             "exactly what data.dvc records. Settings default to the `demo` section of params.yaml.")
+    p.add_argument("--out", default="data", help="output folder (default: %(default)s)")
+    p.add_argument("--n-leads", type=int, help="number of leads (default: params.yaml, 50000)")
+    p.add_argument("--seed", type=int, help="random seed (default: params.yaml, 42)")
+    p.add_argument("--start", help="first creation date, YYYY-MM-DD (default: params.yaml)")
+    p.add_argument("--months", type=int, help="months of history (default: params.yaml, 20)")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing when OUT/raw already holds files (never overwrite your data)")
+    p.add_argument("--verify", metavar="DVC_FILE",
+                   help="fail unless OUT matches the hash recorded in this .dvc file")
+    _with_params(p)
+
+
+# --- pipeline stages -------------------------------------------------------------------------------
+
+def _cmd_features(args: argparse.Namespace) -> None:
+    from leadscore.pipeline import build_features
+
+    snap = build_features(args.data, args.out, _params(args))
+    counts = snap["status"].value_counts().to_dict()
+    print(f"{len(snap):,} lead snapshots -> {args.out} ({counts})")
+
+
+def _cmd_split(args: argparse.Namespace) -> None:
+    from leadscore.pipeline import write_split
+
+    summary = write_split(args.snapshots, args.out, _params(args).test_months)
+    for name, part in summary.items():
+        print(f"{name:>5}: {part['rows']:>7,} leads created {part['created_from'][:10]} .. "
+              f"{part['created_to'][:10]}, conversion {part['conversion_rate']}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from leadscore.pipeline import train_models
+
+    params = _params(args)
+    bundles = train_models(args.train, args.out, params)
+    print(f"trained {', '.join(bundles)} -> {args.out} (champion: {params.train.model})")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from leadscore.pipeline import evaluate_models
+
+    params = _params(args)
+    metrics = evaluate_models(
+        args.models, args.test, args.out, champion=params.train.model, truth_path=args.truth,
+        snapshot_days=params.snapshot.snapshot_days,
+        label_window_days=params.snapshot.label_window_days, bins=params.calibration_bins)
+    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+    for name, m in metrics["models"].items():
+        print(f"{name:>10}: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+              f"Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from leadscore.pipeline import export_model
+
+    out = export_model(args.model, args.metrics, args.data, args.out)
+    print(f"exported {args.model} -> {out}")
+
+
+def _add_stages(commands: argparse._SubParsersAction) -> None:
+    p = _add(commands, "features", _cmd_features, "point-in-time lead snapshots from CRM tables",
+             "Build one row per lead as of created_at + snapshot_days, from its profile and the\n"
+             "activities strictly before that time, with its label and status (closed/open/\n"
+             "converted_before). Post-outcome columns in features.exclude are never used.")
+    p.add_argument("--data", default="data/raw", help="folder with leads/activities/outcomes")
+    p.add_argument("--out", default="artifacts/features/snapshots.parquet")
+    _with_params(p)
+    p = _add(commands, "split", _cmd_split, "split snapshots by time into train/test/open",
+             "Train = closed leads before the last split.test_months; test = the most recent\n"
+             "closed leads; open = leads whose label window has not closed (scored, never labels).")
+    p.add_argument("--snapshots", default="artifacts/features/snapshots.parquet")
+    p.add_argument("--out", default="artifacts/split")
+    _with_params(p)
+    p = _add(commands, "train", _cmd_train, "fit the candidate models on the training period",
+             "Fit every model_comparison.candidates model with the train.<model> settings.")
+    p.add_argument("--train", default="artifacts/split/train.parquet")
+    p.add_argument("--out", default="artifacts/models")
+    _with_params(p)
+    p = _add(commands, "evaluate", _cmd_evaluate, "test-period metrics and plot data",
+             "Score the untouched test period with every trained model; write metrics (ROC-AUC,\n"
+             "PR-AUC, Brier, log loss, ECE, lift) and ROC/PR/calibration data for the champion.")
+    p.add_argument("--models", default="artifacts/models")
+    p.add_argument("--test", default="artifacts/split/test.parquet")
+    p.add_argument("--truth", default="data/truth/true_probability.parquet",
+                   help="demo only: true probabilities to compare with (skipped if absent)")
+    p.add_argument("--out", default="reports/evaluate")
+    p.add_argument("--metrics", default="reports/metrics.json")
+    _with_params(p)
+    p = _add(commands, "export", _cmd_export, "package the champion with metrics and data hash",
+             "Write the champion bundle with its test metrics and the raw-data fingerprint.")
+    p.add_argument("--model", default="artifacts/models/lightgbm")
+    p.add_argument("--metrics", default="reports/metrics.json")
+    p.add_argument("--data", default="data/raw")
+    p.add_argument("--out", default="artifacts/export")
+
+
+# --- your own flat table ---------------------------------------------------------------------------
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from leadscore.bundle import save_bundle
+    from leadscore.config import DEFAULT_PLACEHOLDERS
+    from leadscore.data import read_table
+    from leadscore.training import fit_table
+
+    frame = read_table(args.data)
+    placeholders = DEFAULT_PLACEHOLDERS if args.placeholders is None else tuple(
+        p for p in args.placeholders.split(","))
+    result = fit_table(frame, target=args.target, id_column=args.id, time_column=args.time,
+                       drop=args.drop, placeholders=placeholders, model=args.model,
+                       test_size=args.test_size, seed=args.seed, refit=not args.no_refit)
+    result.bundle.metadata["source_file"] = str(args.data)
+    save_bundle(result.bundle, args.out)
+    schema = result.bundle.schema
+    print(f"{len(frame):,} rows, {len(schema.columns)} feature columns; validation: {result.holdout}")
+    for name, reason in schema.dropped.items():
+        print(f"  column {name!r}: {reason}")
+    for name, m in sorted(result.validation.items(), key=lambda kv: -kv[1]["roc_auc"]):
+        mark = "*" if name == result.chosen else " "
+        print(f" {mark}{name:>9}: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+              f"Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}")
+    print(f"model ({result.chosen}) saved to {args.out}")
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    from leadscore.bundle import load_bundle
+    from leadscore.data import read_table, write_table
+    from leadscore.scoring import score_table
+
+    bundle = load_bundle(args.model)
+    frame = read_table(args.input)
+    scored = score_table(bundle, frame, allow_missing=args.allow_missing,
+                         chunk_size=args.chunk_size, progress=not args.quiet)
+    write_table(scored, args.output)
+    print(f"scored {len(scored):,} rows -> {args.output} (mean probability "
+          f"{scored['probability'].mean():.3f})")
+
+
+def _add_flat(commands: argparse._SubParsersAction) -> None:
+    p = _add(commands, "fit", _cmd_fit, "fit a model on your own table (one row per lead)",
+             "Fit a lead-conversion model on a CSV/TSV/Parquet/XLSX export with one row per lead.\n"
+             "Column types are inferred (numbers written as text, dates, e-mails, categories);\n"
+             "placeholders such as 'Select', 'N/A', '' are missing values; identifier-like and\n"
+             "free-text columns only count as filled/empty. The target may be 0/1, yes/no or\n"
+             "true/false; rows with an empty target (open leads) are left out. Validation uses the\n"
+             "most recent rows when --time is given, else a stratified sample; logistic regression\n"
+             "and LightGBM are compared and the better one is refitted on all rows.\n\n"
+             "example: leadscore fit --data leads.csv --target converted --id lead_id \\\n"
+             "             --time created_at --drop sales_status --out models/mine")
+    p.add_argument("--data", required=True, metavar="FILE", help="training table")
+    p.add_argument("--target", required=True, metavar="COL", help="the 0/1 outcome column")
+    p.add_argument("--id", metavar="COL", help="unique lead id column, copied to the scores")
+    p.add_argument("--time", metavar="COL",
+                   help="creation time column: validate on the most recent leads")
+    p.add_argument("--drop", nargs="*", default=[], metavar="COL",
+                   help="columns never to use, e.g. post-outcome fields such as a sales status")
+    p.add_argument("--model", choices=["auto", "logistic", "lightgbm"], default="auto",
+                   help="model family (default: %(default)s = the better on validation)")
+    p.add_argument("--placeholders", metavar="LIST",
+                   help="comma-separated values meaning missing (default: '',select,unknown,n/a,...)")
+    p.add_argument("--test-size", type=float, default=0.2, help="validation share (default: 0.2)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-refit", action="store_true",
+                   help="keep the model fitted without the validation rows")
+    p.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
+    p = _add(commands, "score", _cmd_score, "score a table with a fitted model",
+             "Write one row per input row, in input order: the id column (or `row`, 1-based),\n"
+             "`probability` (conversion probability) and `score` (0-100).\n"
+             "Unseen categories and absent optional columns are handled; a column that was always\n"
+             "filled in training is required unless --allow-missing is given. The output is written\n"
+             "atomically: a failure never leaves half a file.\n\n"
+             "example: leadscore score --model models/mine --input new_leads.csv --output scores.csv")
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder from `fit`/`export`")
+    p.add_argument("--input", required=True, metavar="FILE", help="CSV/TSV/Parquet/XLSX to score")
+    p.add_argument("--output", required=True, metavar="FILE", help=".csv or .parquet to write")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score even if required columns are absent (treated as unknown)")
+    p.add_argument("--chunk-size", type=int, default=100_000, help="rows per scoring chunk")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadscore", epilog=EPILOG,
+        description="Lead scoring from CRM history: calibrated conversion probabilities and scores.")
+    parser.add_argument("--version", action="version", version=f"leadscore {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_stages, _add_flat):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=max(logging.DEBUG, logging.WARNING - 10 * args.verbose),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except LeadscoreError as exc:
+        print(f"leadscore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("leadscore: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

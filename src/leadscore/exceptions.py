@@ -1,0 +1,31 @@
+"""Errors leadscore raises on purpose; the CLI and API turn them into clear messages."""
+
+from __future__ import annotations
+
+
+class LeadscoreError(Exception):
+    """Base for every error leadscore raises on purpose."""
+
+
+class DataValidationError(LeadscoreError, ValueError):
+    """Input data does not match what was expected (columns, types, values)."""
+
+
+class InputFileError(LeadscoreError, OSError):
+    """An input file is missing, unreadable, empty or of an unsupported format."""
+
+
+class TargetError(DataValidationError):
+    """The target column is missing or not binary."""
+
+
+class ModelNotFoundError(LeadscoreError, FileNotFoundError):
+    """No model bundle where one was expected."""
+
+
+class ModelIntegrityError(LeadscoreError):
+    """A model artifact does not match its recorded checksum or cannot be loaded."""
+
+
+class ConfigError(LeadscoreError, ValueError):
+    """params.yaml or a command-line option is invalid."""
