@@ -176,7 +176,7 @@ def _datetime_parts(values: pd.Series) -> pd.DataFrame:
         if not pd.api.types.is_datetime64_any_dtype(values) else values
     return pd.DataFrame({
         "month": stamps.dt.month.astype("float64"),
-        "dayofweek": stamps.dt.dayofweek.astype("float64"),
+        "dayofweek": stamps.dt.day_of_week.astype("float64"),
         "hour": stamps.dt.hour.astype("float64"),
     }, index=values.index)
 

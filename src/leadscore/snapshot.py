@@ -110,9 +110,9 @@ def profile_features(leads: pd.DataFrame, snapshot_at: pd.Series,
     out["contact_completeness"] = (sum(present) / len(CONTACT_FIELDS)) if present else np.nan
     created = leads["created_at"]
     out["created_month"] = created.dt.month.astype("float64")
-    out["created_dayofweek"] = created.dt.dayofweek.astype("float64")
+    out["created_dayofweek"] = created.dt.day_of_week.astype("float64")
     out["created_hour"] = created.dt.hour.astype("float64")
-    out["created_on_weekend"] = (created.dt.dayofweek >= 5).astype("float64")
+    out["created_on_weekend"] = (created.dt.day_of_week >= 5).astype("float64")
     out["days_since_creation"] = (snapshot_at - created) / DAY
     for name, values in clean.items():  # columns this module does not know: let the model decide
         if name not in out.columns and name not in NOT_PASSED_THROUGH:

@@ -25,6 +25,7 @@ from leadscore.schema import TableSchema, infer_schema, prepare_features
 log = logging.getLogger(__name__)
 
 MIN_PER_CLASS = 10  # fewer labelled rows of either class cannot give a trustworthy model
+MIN_PER_CLASS_VALIDATION = 5
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,11 @@ def make_holdout(y: pd.Series, *, times: pd.Series | None = None, test_size: flo
     return Holdout(np.sort(train), np.sort(valid), f"stratified random {test_size:.0%} validation")
 
 
-def _check_classes(y: pd.Series, where: str) -> None:
+def _check_classes(y: pd.Series, where: str, minimum: int = MIN_PER_CLASS) -> None:
     counts = y.value_counts()
-    if counts.get(0, 0) < MIN_PER_CLASS or counts.get(1, 0) < MIN_PER_CLASS:
+    if counts.get(0, 0) < minimum or counts.get(1, 0) < minimum:
         raise TargetError(
-            f"{where}: need at least {MIN_PER_CLASS} rows of each class, "
+            f"{where}: need at least {minimum} rows of each class, "
             f"found {int(counts.get(1, 0))} positive and {int(counts.get(0, 0))} negative"
         )
 
@@ -146,7 +147,8 @@ def fit_table(
                           drop=drop, placeholders=placeholders)
     X = prepare_features(frame, schema)
     holdout = make_holdout(y, times=times, test_size=test_size, seed=seed)
-    _check_classes(y.iloc[holdout.valid], "validation part")
+    _check_classes(y.iloc[holdout.valid], "validation part (raise --test-size?)",
+                   MIN_PER_CLASS_VALIDATION)
     names = sorted(CANDIDATES) if model == "auto" else [model]
     params = params or {}
     validation: dict[str, dict[str, float]] = {}

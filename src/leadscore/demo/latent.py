@@ -12,14 +12,14 @@ seniority, business or free e-mail, budget), a first-response delay and a latent
           + COMMERCIAL_PARTNER_EFFECT if vertical is Commercial and source is partner
           + BUSINESS_EMAIL_EFFECT if the e-mail domain is a business one
           + RESPONSE_GAIN * exp(-response_hours / RESPONSE_SCALE_HOURS) - RESPONSE_OFFSET
-          + SOURCE_EFFECT[source]        (social_ads, new in the last 4 months, is strongly negative)
+          + SOURCE_EFFECT[source]   (social_ads, only in the last 4 months, is strongly negative)
           + INTENT_WEIGHT * z
 
 A converting lead converts ``delay`` days after ``created_at``, ``delay ~ Gamma(shape=DELAY_SHAPE,
 scale=DELAY_SCALE_DAYS)`` (mean 36 days, about 6 % within the first week), independent of everything
 else and not truncated (P(delay > 365 d) < 1e-7). :func:`label_probability` uses exactly that law.
-Engagement (opens, clicks, page views, calls, meetings) rises with ``z``, so activity counts are noisy
-proxies of the intent; nothing observed reveals ``z`` exactly.
+Engagement (opens, clicks, page views, calls, meetings) rises with ``z``, so activity counts are
+noisy proxies of the intent; nothing observed reveals ``z`` exactly.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ WEEKEND_RESPONSE_FACTOR = 2.5  # leads created on a weekend wait longer
 
 VERTICALS = ("P&C", "Health", "Life", "Commercial")
 VERTICAL_SHARE = (0.34, 0.26, 0.18, 0.22)
-VERTICAL_BASE = (-2.45, -2.70, -3.15, -2.20)
+VERTICAL_BASE = (-3.15, -3.40, -3.85, -2.90)
 
 COMPANY_SIZES = ("1-10", "11-50", "51-200", "201-1000", "1000+")
 SIZE_SHARE = (0.30, 0.28, 0.20, 0.13, 0.09)
@@ -92,7 +92,7 @@ BUDGET_MISSING_EFFECT = -0.25
 
 RESPONSE_GAIN, RESPONSE_SCALE_HOURS, RESPONSE_OFFSET = 0.60, 4.0, 0.10
 MONTH_EFFECT = (0.20, 0.15, 0.10, 0.0, -0.05, -0.15, -0.25, -0.15, 0.0, 0.10, 0.15, -0.10)
-INTENT_WEIGHT = 1.10
+INTENT_WEIGHT = 1.30
 
 DELAY_SHAPE = 2.0
 DELAY_SCALE_DAYS = 18.0
@@ -166,7 +166,8 @@ def conversion_logit(leads: LatentLeads) -> np.ndarray:
     log_budget = np.log10(np.where(has_budget, leads.budget, 1.0))
     hump = BUDGET_TOP - BUDGET_CURVATURE * (log_budget - BUDGET_PEAK_LOG10) ** 2
     budget_effect = np.where(has_budget, np.maximum(hump, BUDGET_FLOOR), BUDGET_MISSING_EFFECT)
-    response = RESPONSE_GAIN * np.exp(-leads.response_hours / RESPONSE_SCALE_HOURS) - RESPONSE_OFFSET
+    speed = np.exp(-leads.response_hours / RESPONSE_SCALE_HOURS)
+    response = RESPONSE_GAIN * speed - RESPONSE_OFFSET
     return (
         np.asarray(VERTICAL_BASE)[leads.vertical]
         + np.asarray(MONTH_EFFECT)[_month_index(leads.created_ms)]
@@ -252,7 +253,7 @@ def label_probability(p_convert: npt.ArrayLike, snapshot_days: float,
     Examples
     --------
     >>> label_probability([0.0, 1.0], 7, 90).round(3).tolist()
-    [0.0, 0.97]
+    [0.0, 0.969]
     """
     p = np.asarray(p_convert, dtype=float)
     if p.size and (np.isnan(p).any() or p.min() < 0 or p.max() > 1):

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+BANK_FULL = REPO.parent / "shared" / "datasets" / "bank-marketing" / "bank-full.csv"
+
+
+def make_flat_leads(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A messy one-row-per-lead export whose target depends on a few columns."""
+    rng = np.random.default_rng(seed)
+    budget = rng.lognormal(9, 1, n)
+    source = rng.choice(["Web Form", "referral", "Paid Search", "Select", ""], n)
+    logit = -2 + 1.2 * (source == "referral") + 0.5 * np.log(budget / 8000) + rng.normal(0, 0.5, n)
+    y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return pd.DataFrame({
+        "lead_id": [f"A{i:05d}" for i in range(n)],
+        "created": pd.date_range("2024-01-01", periods=n, freq="6h").strftime("%Y-%m-%d %H:%M"),
+        "source": source,
+        "budget": [f"${b:,.0f}" if i % 7 else "N/A" for i, b in enumerate(budget)],
+        "email": [f"user{i}@{'gmail.com' if i % 3 else 'acme.com'}" for i in range(n)],
+        "notes": [f"free text note number {i} about this particular lead and call" for i in range(n)],
+        "region": rng.choice(["West", "west ", "EAST", "unknown"], n),
+        "converted": np.where(y, "Yes", "no"),
+    })
+
+
+@pytest.fixture
+def flat_leads() -> pd.DataFrame:
+    return make_flat_leads()
