@@ -2,7 +2,6 @@
 
     python benchmarks/bench_generate.py --n-leads 1000000 --out /tmp/bench1m
 
-
 Not a test: prints wall time per step and rows per second (leads + activities + outcomes + truth).
 """
 

@@ -83,3 +83,30 @@ def calibration_table(y_true: Any, prob: Any, bins: int = 10,
     if truth is not None:
         table["true_probability"] = grouped["truth"].mean().round(5)
     return table.reset_index(drop=True)
+
+
+def feature_importance(pipeline: Any) -> pd.Series:
+    """Importance per input feature, one-hot levels summed back to their column, largest first.
+
+    LightGBM: total split gain; linear models: |coefficient| on the standardised inputs.
+    """
+    prep, model = pipeline.named_steps["prep"], pipeline.named_steps["model"]
+    names = prep.get_feature_names_out()
+    if hasattr(model, "booster_"):
+        values = model.booster_.feature_importance(importance_type="gain")
+    else:
+        values = np.abs(np.ravel(model.coef_))
+    columns = _source_columns(prep, names)
+    series = pd.Series(values, index=columns, dtype=float).groupby(level=0).sum()
+    return (series / series.sum()).sort_values(ascending=False).round(5)
+
+
+def _source_columns(prep: Any, names: np.ndarray) -> list[str]:
+    """Map transformed column names (``num__x``, ``cat__source_web``) back to input columns."""
+    inputs = sorted((c for _, _, cols in prep.transformers_ if isinstance(cols, list) for c in cols),
+                    key=len, reverse=True)
+    result = []
+    for name in names:
+        bare = str(name).split("__", 1)[-1].removeprefix("missingindicator_")
+        result.append(next((c for c in inputs if bare == c or bare.startswith(c + "_")), bare))
+    return result

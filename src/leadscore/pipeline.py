@@ -21,7 +21,7 @@ from leadscore.config import Params
 from leadscore.evaluation import calibration_table, classification_metrics, pr_points, roc_points
 from leadscore.exceptions import DataValidationError, InputFileError
 from leadscore.data import read_table, write_table
-from leadscore.schema import infer_schema, prepare_features
+from leadscore.schema import TableSchema, infer_schema, prepare_features
 from leadscore.training import fit_pipeline
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,18 @@ def write_split(snapshots_path: str | Path, out_dir: str | Path, test_months: in
     return summary
 
 
+def snapshot_schema(train: pd.DataFrame, params: Params) -> TableSchema:
+    """Feature schema of a snapshot table: everything but ids, times, labels and excluded columns."""
+    drop = [c for c in (*NOT_FEATURES, *params.features.exclude) if c in train.columns]
+    return infer_schema(train, target="label", id_column="lead_id", time_column="created_at",
+                        drop=drop, placeholders=params.features.placeholders)
+
+
 def train_models(train_path: str | Path, out_dir: str | Path, params: Params,
                  candidates: tuple[str, ...] | None = None) -> dict[str, ModelBundle]:
     """Fit every candidate on the training period; each bundle goes to ``out_dir/<name>``."""
     train = read_table(train_path)
-    drop = [c for c in (*NOT_FEATURES, *params.features.exclude) if c in train.columns]
-    schema = infer_schema(train, target="label", id_column="lead_id", time_column="created_at",
-                          drop=drop, placeholders=params.features.placeholders)
+    schema = snapshot_schema(train, params)
     X, y = prepare_features(train, schema), train["label"].astype(int)
     bundles = {}
     for name in candidates or params.candidates:

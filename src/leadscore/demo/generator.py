@@ -10,7 +10,7 @@ post-outcome column planted on purpose as leakage. Everything is vectorised NumP
 from __future__ import annotations
 
 import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +95,7 @@ def _obj(values: np.ndarray) -> pd.Series:
 
 def _messy(rng: np.random.Generator, codes: np.ndarray, categories: tuple[str, ...],
            rates: tuple[float, float, float]) -> pd.Series:
-    """Clean labels with shares missing, placeholders ("Select", "N/A", ...) and odd case/spacing."""
+    """Clean labels with shares missing, placeholders ("Select", "N/A") and odd case/spacing."""
     missing, placeholder, variant = rates
     k = len(CASE_VARIANTS) + 1
     forms = [form(c) for c in categories for form in (str, *CASE_VARIANTS)]
@@ -116,7 +116,8 @@ def _phones(rng: np.random.Generator, present: np.ndarray) -> pd.Series:
     area = rng.integers(201, 990, present.size).astype(str)
     line = np.strings.zfill(rng.integers(0, 10_000_000, present.size).astype(str), 7)
     numbers = np.strings.add(np.strings.add("+1-", area), np.strings.add("-", line)).astype(object)
-    return _obj(np.where(present, numbers, None))
+    numbers[~present] = None
+    return _obj(numbers)
 
 
 def _company_names(rng: np.random.Generator, present: np.ndarray) -> pd.Series:
@@ -375,12 +376,11 @@ def generate_crm(n_leads: int = 50_000, seed: int = 42, start: str = "2024-01-01
     )
 
 
-def _write_atomic(path: Path, write: object) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: os.replace is atomic
     try:
-        write(tmp)  # type: ignore[operator]
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -411,7 +411,7 @@ def write_crm(data: CRMData, out_dir: str | Path) -> list[Path]:
         _write_parquet(frame, path)
     readme = out / "README.md"
     text = render_readme(data)
-    _write_atomic(readme, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
+    _write_atomic(readme, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
     return [path for path, _ in tables] + [readme]
 
 
@@ -448,19 +448,20 @@ def render_readme(data: CRMData) -> str:
         "values, placeholders, odd case) and `sales_status` |",
         f"| raw/activities.parquet | {n_events:,} | one row per event: e-mails, page views, forms, "
         "quotes, calls, meetings |",
-        f"| raw/outcomes.parquet | {n_leads:,} | converted (0/1) and converted_at as seen at data_end |",
-        f"| truth/true_probability.parquet | {n_leads:,} | p_convert, the latent probability of ever "
-        "converting: for checking calibration, never a feature |",
+        f"| raw/outcomes.parquet | {n_leads:,} | converted (0/1) and converted_at as seen at "
+        "data_end |",
+        f"| truth/true_probability.parquet | {n_leads:,} | p_convert, the latent probability of "
+        "ever converting: for checking calibration, never a feature |",
         "",
-        "`sales_status` is filled in by sales after the outcome is known: it leaks the label and must",
-        f"not be a feature. The source `{lat.NEW_SOURCE}` exists only in the last "
+        "`sales_status` is filled in by sales after the outcome is known: it leaks the label and",
+        f"must not be a feature. The source `{lat.NEW_SOURCE}` exists only in the last "
         f"{lat.NEW_SOURCE_MONTHS} months: its leads engage a lot",
         "but convert much less than that engagement suggests (drift).",
         "",
         "## Latent model",
         "",
-        "Each lead has an intent z ~ N(0, 1) and p_convert = sigmoid(logit), where logit adds: base",
-        "by vertical, created-month seasonality, company size, a hump in log10 budget "
+        "Each lead has an intent z ~ N(0, 1) and p_convert = sigmoid(logit), where logit adds:",
+        "base by vertical, created-month seasonality, company size, a hump in log10 budget "
         f"({lat.BUDGET_TOP:+.2f} at 10^{lat.BUDGET_PEAK_LOG10},",
         f"{lat.BUDGET_MISSING_EFFECT:+.2f} when missing or 0), job-title seniority, senior title x "
         f"company size >= 201 ({lat.SENIOR_LARGE_EFFECT:+.2f}),",
@@ -475,10 +476,10 @@ def render_readme(data: CRMData) -> str:
         "",
         f"A converting lead converts after Gamma(shape={lat.DELAY_SHAPE:g}, "
         f"scale={lat.DELAY_SCALE_DAYS:g}) days (not truncated);",
-        "conversions after data_end are not observed. Engagement (opens, clicks, page views, calls,",
-        "meetings) grows with z; converting leads request quotes and meet more just before they",
-        "convert. `leadscore.demo.label_probability(p_convert, snapshot_days, window_days)` gives the",
-        "exact probability of converting within a label window after a snapshot: the target a",
-        "calibrated model should predict.",
+        "conversions after data_end are not observed. Engagement (opens, clicks, page views,",
+        "calls, meetings) grows with z; converting leads request quotes and meet more just before",
+        "they convert. `leadscore.demo.label_probability(p_convert, snapshot_days, window_days)`",
+        "gives the exact probability of converting within a label window after a snapshot: the",
+        "target a calibrated model should predict.",
     ]
     return "\n".join(lines) + "\n"
