@@ -26,7 +26,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 class CategoricalLGBMClassifier(LGBMClassifier):
     """LightGBM that treats the ``cat__*`` columns of a pandas input as categorical features."""
 
-    def fit(self, X: pd.DataFrame, y: Any, **kwargs: Any) -> CategoricalLGBMClassifier:  # noqa: N803
+    def fit(  # type: ignore[override]
+        self, X: pd.DataFrame, y: Any, **kwargs: Any  # noqa: N803
+    ) -> CategoricalLGBMClassifier:
         if isinstance(X, pd.DataFrame) and "categorical_feature" not in kwargs:
             kwargs["categorical_feature"] = [
                 i for i, name in enumerate(X.columns) if str(name).startswith("cat__")

@@ -18,9 +18,9 @@ import pandas as pd
 from leadscore import snapshot
 from leadscore.bundle import ModelBundle, load_bundle, save_bundle
 from leadscore.config import Params
+from leadscore.data import read_table, write_table
 from leadscore.evaluation import calibration_table, classification_metrics, pr_points, roc_points
 from leadscore.exceptions import DataValidationError, InputFileError
-from leadscore.data import read_table, write_table
 from leadscore.schema import TableSchema, infer_schema, prepare_features
 from leadscore.training import fit_pipeline
 

@@ -48,7 +48,7 @@ def score_distribution(prob: np.ndarray, y: np.ndarray) -> Figure:
     """Histogram of scores (0-100) for converted and not converted leads."""
     fig, ax = plt.subplots(figsize=(7, 4))
     scores = np.asarray(prob) * 100
-    bins = np.linspace(0, max(5.0, float(scores.max()) + 1), 40)
+    bins = np.linspace(0, max(5.0, float(scores.max()) + 1), 40).tolist()
     ax.hist(scores[np.asarray(y) == 0], bins=bins, alpha=0.6, density=True, label="not converted")
     ax.hist(scores[np.asarray(y) == 1], bins=bins, alpha=0.6, density=True, label="converted")
     ax.set(title="Score distribution by outcome", xlabel="score (0-100)", ylabel="density")

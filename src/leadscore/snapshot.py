@@ -22,7 +22,6 @@ from leadscore.data import clean_placeholders, parse_numeric
 from leadscore.exceptions import DataValidationError
 from leadscore.schema import normalize_category
 
-DAY = pd.Timedelta(days=1)
 LEAD_COLUMNS = ("lead_id", "created_at")
 ACTIVITY_COLUMNS = ("lead_id", "timestamp", "activity_type")
 PROFILE_CATEGORIES = ("source", "vertical", "company_size", "region", "job_title",
@@ -78,16 +77,19 @@ def snapshot_times(created_at: pd.Series, snapshot_days: float,
                    as_of: pd.Timestamp | None = None) -> pd.Series:
     """``created_at + snapshot_days``, but never later than ``as_of`` (for leads younger than that)."""
     times = created_at + pd.Timedelta(days=snapshot_days)
-    return times if as_of is None else times.clip(upper=pd.Timestamp(as_of))
+    if as_of is None:
+        return times
+    cap = pd.Timestamp(as_of)
+    return times.where(times <= cap, cap)
 
 
 def seniority(titles: pd.Series) -> pd.Series:
     """Seniority band from a free-text job title ("VP of Sales" -> "vp"); missing stays missing."""
     folded = titles.astype("object").map(lambda v: v.casefold() if isinstance(v, str) else "")
-    result = pd.Series(np.nan, index=titles.index, dtype="object")
+    result: pd.Series = pd.Series([np.nan] * len(titles), index=titles.index, dtype="object")
     for band, pattern in SENIORITY_PATTERNS:
         hit = result.isna() & folded.str.contains(pattern, regex=True)
-        result[hit] = band
+        result = result.mask(hit, band)
     return result
 
 
@@ -113,7 +115,7 @@ def profile_features(leads: pd.DataFrame, snapshot_at: pd.Series,
     out["created_dayofweek"] = created.dt.day_of_week.astype("float64")
     out["created_hour"] = created.dt.hour.astype("float64")
     out["created_on_weekend"] = (created.dt.day_of_week >= 5).astype("float64")
-    out["days_since_creation"] = (snapshot_at - created) / DAY
+    out["days_since_creation"] = (snapshot_at - created).dt.total_seconds() / 86400.0
     for name, values in clean.items():  # columns this module does not know: let the model decide
         if name not in out.columns and name not in NOT_PASSED_THROUGH:
             out[name] = values
@@ -133,7 +135,7 @@ def activity_features(activities: pd.DataFrame, lead_ids: pd.Index, created_at: 
                       snapshot_at: np.ndarray) -> pd.DataFrame:
     """Engagement counts, rates, recency and call-note flags from events before each snapshot."""
     n = len(lead_ids)
-    pos_all = lead_ids.get_indexer(activities["lead_id"])
+    pos_all = lead_ids.get_indexer(pd.Index(activities["lead_id"]))
     known = pos_all >= 0
     ts_all = activities["timestamp"].to_numpy("datetime64[ms]")
     keep = known.copy()
@@ -177,8 +179,8 @@ def activity_features(activities: pd.DataFrame, lead_ids: pd.Index, created_at: 
     frame["days_since_last_activity"] = (snapshot_at - last.to_numpy()) / np.timedelta64(1, "D")
     frame["days_since_last_inbound"] = (snapshot_at - last_in.to_numpy()) / np.timedelta64(1, "D")
     frame["first_response_hours"] = (first_out.to_numpy() - created_at) / np.timedelta64(1, "h")
-    days = ts.astype("datetime64[D]")
-    frame["active_days"] = pd.Series(days).groupby(pos).nunique().reindex(range(n), fill_value=0) \
+    active = ts.astype("datetime64[D]")
+    frame["active_days"] = pd.Series(active).groupby(pos).nunique().reindex(range(n), fill_value=0) \
         .to_numpy("float64")
     notes = ev["note"] if "note" in ev else pd.Series([], dtype="object")
     has_note = notes.notna().to_numpy() if len(notes) else np.zeros(len(ev), bool)
@@ -238,7 +240,7 @@ def attach_labels(snapshot: pd.DataFrame, outcomes: pd.DataFrame, *, label_windo
     is_open = (window_end > end).to_numpy(bool) & ~before
     hit = ((converted_at > snapshot["snapshot_at"]) & (converted_at <= window_end)).fillna(False)
     label = pd.Series(hit.astype("int8"), index=snapshot.index).astype("Int8")
-    label[before | is_open] = pd.NA
+    label = label.mask(pd.Series(before | is_open, index=snapshot.index))
     status = np.select([before, is_open], ["converted_before", "open"], "closed")
     return snapshot.assign(label=label, status=status)
 
