@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from leadscore.exceptions import ConfigError
 from leadscore.features import build_preprocessor
 from leadscore.schema import TableSchema
 
+_UNSAFE = re.compile(r"[^0-9A-Za-z_]+")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "logistic": {"C": 0.5, "max_iter": 3000},
     "lightgbm": {
@@ -23,8 +25,19 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def _safe_names(X: Any) -> Any:
+    """Column names LightGBM accepts (it rejects JSON characters such as ``[]{}:,"``)."""
+    if not isinstance(X, pd.DataFrame):
+        return X
+    names = [f"f{i}_{_UNSAFE.sub('_', str(name))}" for i, name in enumerate(X.columns)]
+    return X.set_axis(names, axis=1)
+
+
 class CategoricalLGBMClassifier(LGBMClassifier):
-    """LightGBM that treats the ``cat__*`` columns of a pandas input as categorical features."""
+    """LightGBM that treats the ``cat__*`` columns of a pandas input as categorical features.
+
+    Column names are made safe for LightGBM, so any CRM export header works.
+    """
 
     def fit(  # type: ignore[override]
         self, X: pd.DataFrame, y: Any, **kwargs: Any  # noqa: N803
@@ -33,8 +46,11 @@ class CategoricalLGBMClassifier(LGBMClassifier):
             kwargs["categorical_feature"] = [
                 i for i, name in enumerate(X.columns) if str(name).startswith("cat__")
             ] or "auto"
-        super().fit(X, y, **kwargs)
+        super().fit(_safe_names(X), y, **kwargs)
         return self
+
+    def predict_proba(self, X: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # noqa: N803
+        return super().predict_proba(_safe_names(X), *args, **kwargs)
 
 
 def _logistic(schema: TableSchema, params: dict[str, Any], seed: int) -> Pipeline:

@@ -7,6 +7,7 @@ table (training, a batch, a single lead), so training and scoring share one code
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,6 +31,7 @@ FREE_EMAIL_DOMAINS = frozenset({
 })
 MAX_CATEGORIES_SHARE = 0.9   # a text column with more distinct values than this share is an identifier
 MIN_ROWS_FOR_ID_CHECK = 50
+_ID_NAME = re.compile(r"(^|[\s_])(id|number|no|nr|key)$", re.IGNORECASE)
 TEXT_MEAN_LENGTH = 40        # long distinct strings are free text, not categories
 
 
@@ -123,8 +125,10 @@ def _infer_kind(values: pd.Series) -> tuple[Kind | None, str]:
             return "presence", "free text" if long_text else "identifier-like (nearly all values distinct)"
     if kind == "numeric" and len(present) >= MIN_ROWS_FOR_ID_CHECK:
         numbers = parse_numeric(present)
-        if numbers.is_unique and (numbers == numbers.round()).all() and numbers.is_monotonic_increasing:
-            return None, "row counter or identifier (unique increasing integers)"
+        if numbers.is_unique and (numbers == numbers.round()).all() and (
+                numbers.is_monotonic_increasing or numbers.is_monotonic_decreasing
+                or _ID_NAME.search(str(values.name))):
+            return None, "row counter or identifier (unique integers)"
     return kind, ""
 
 
@@ -196,6 +200,27 @@ def normalize_category(values: pd.Series) -> pd.Series:
     return pd.Series(folded, index=values.index, dtype="object", name=values.name)
 
 
+def _header_key(name: object) -> str:
+    return " ".join(str(name).replace("_", " ").split()).casefold()
+
+
+def match_columns(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Rename columns that differ from the schema only in case, spaces or underscores."""
+    wanted = {_header_key(c.name): c.name for c in schema.columns if c.name not in frame.columns}
+    renames = {col: wanted[_header_key(col)] for col in frame.columns
+               if _header_key(col) in wanted and col not in {c.name for c in schema.columns}}
+    if renames:
+        log.info("matched columns by name: %s", renames)
+    return frame.rename(columns=renames) if renames else frame
+
+
+def _warn_unparsed(name: str, values: pd.Series, numbers: pd.Series) -> None:
+    bad = values.notna() & numbers.isna()
+    if bad.any():
+        log.warning("column %r: %d value(s) are not numbers (e.g. %r); scored as missing",
+                    name, int(bad.sum()), values[bad].iloc[0])
+
+
 def check_columns(frame: pd.DataFrame, schema: TableSchema, *, allow_missing: bool = False) -> list[str]:
     """Return the optional columns absent from ``frame``; raise if a required one is absent."""
     absent = [c.name for c in schema.columns if c.name not in frame.columns]
@@ -215,6 +240,7 @@ def prepare_features(frame: pd.DataFrame, schema: TableSchema, *,
     Absent optional columns are treated as missing values; unseen categories pass through (the model's
     encoders map them to "unknown").
     """
+    frame = match_columns(frame, schema)
     absent = check_columns(frame, schema, allow_missing=allow_missing)
     if absent:
         log.warning("scoring without column(s) %s: treated as missing", ", ".join(absent))
@@ -225,6 +251,7 @@ def prepare_features(frame: pd.DataFrame, schema: TableSchema, *,
         values = clean_placeholders(raw, schema.placeholders)
         if spec.kind == "numeric":
             parts[spec.name] = parse_numeric(values)
+            _warn_unparsed(spec.name, values, parts[spec.name])
         elif spec.kind == "categorical":
             parts[spec.name] = normalize_category(values)
         elif spec.kind == "datetime":

@@ -7,7 +7,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from leadscore.bundle import ModelBundle
-from leadscore.schema import check_columns, prepare_features
+from leadscore.schema import check_columns, match_columns, prepare_features
 from leadscore.training import check_unique_ids
 
 
@@ -33,6 +33,7 @@ def score_table(bundle: ModelBundle, frame: pd.DataFrame, *, allow_missing: bool
         If a required column is missing or the id column has duplicates.
     """
     id_column = bundle.schema.id_column
+    frame = match_columns(frame, bundle.schema)
     check_unique_ids(frame, id_column)
     check_columns(frame, bundle.schema, allow_missing=allow_missing)  # fail before any work
     chunk_size = max(1, int(chunk_size))
