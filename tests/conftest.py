@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,10 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# pytest-xdist runs two workers on two cores: OpenMP threads that spin while waiting (LightGBM,
+# XGBoost) then starve each other, turning a 0.1 s fit into a minute. Passive waiting avoids it;
+# it must be set before those libraries are imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 BANK_FULL = REPO.parent / "shared" / "datasets" / "bank-marketing" / "bank-full.csv"

@@ -42,7 +42,10 @@ def test_fit_then_score_keeps_order_and_ids(fitted, tmp_path):
                  "-q"]) == 0
     scores = pd.read_csv(out)
     assert scores["lead_id"].tolist() == new["lead_id"].tolist()
-    assert list(scores.columns) == ["lead_id", "probability", "score"]
+    assert list(scores.columns) == ["lead_id", "probability", "score", "tier", "action"]
+    assert set(scores["tier"]) <= {"HIGH_PRIORITY", "MEDIUM_PRIORITY", "NURTURE", "LOW_PRIORITY"}
+    high = scores["probability"] >= 0.7
+    assert (scores.loc[high, "tier"] == "HIGH_PRIORITY").all()
     assert scores["probability"].between(0, 1).all()
     assert (scores["score"] == (scores["probability"] * 100).round()).all()
 
@@ -51,7 +54,7 @@ def test_score_without_id_writes_row_numbers(tmp_path):
     leads = make_flat_leads(300, seed=2)
     leads.to_csv(tmp_path / "t.csv", index=False)
     assert main(["fit", "--data", str(tmp_path / "t.csv"), "--target", "converted",
-                 "--drop", "lead_id", "--model", "logistic", "--out", str(tmp_path / "m")]) == 0
+                 "--drop", "lead_id", "--candidates", "logistic", "--out", str(tmp_path / "m")]) == 0
     leads.head(5).to_csv(tmp_path / "s.csv", index=False)
     assert main(["score", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "s.csv"),
                  "--output", str(tmp_path / "o.parquet"), "-q"]) == 0
@@ -127,3 +130,16 @@ def test_console_script_reports_errors_on_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("leadscore score: error:")
     assert "Traceback" not in proc.stderr
+
+
+def test_fit_stops_on_a_leaky_column_unless_allowed(capsys, tmp_path):
+    leads = make_flat_leads(600, seed=8)
+    leads["sales_stage"] = leads["converted"].map({"Yes": "Closed Won", "no": "Closed Lost"})
+    path = tmp_path / "l.csv"
+    leads.to_csv(path, index=False)
+    err = run_error(capsys, ["fit", "--data", str(path), "--target", "converted", "--id", "lead_id",
+                             "--candidates", "logistic", "--out", str(tmp_path / "m")])
+    assert "possible leakage" in err and "sales_stage" in err
+    assert not (tmp_path / "m").exists()
+    assert main(["fit", "--data", str(path), "--target", "converted", "--id", "lead_id", "--candidates",
+                 "logistic", "--allow-leaky", "sales_stage", "--out", str(tmp_path / "m"), "-q"]) == 0

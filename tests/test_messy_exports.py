@@ -36,7 +36,7 @@ def test_kaggle_like_export_fits_and_scores_from_excel(tmp_path):
     frame = kaggle_like()
     frame.to_excel(tmp_path / "leads.xlsx", index=False)
     assert main(["fit", "--data", str(tmp_path / "leads.xlsx"), "--target", "Converted",
-                 "--id", "Prospect ID", "--model", "lightgbm", "--out", str(tmp_path / "m")]) == 0
+                 "--id", "Prospect ID", "--candidates", "lightgbm", "--out", str(tmp_path / "m")]) == 0
     schema = infer_schema(frame, target="Converted", id_column="Prospect ID")
     assert "Lead Number" in schema.dropped and "identifier" in schema.dropped["Lead Number"]
     assert {c.name: c.kind for c in schema.columns}["Revenue [USD]"] == "numeric"
@@ -72,4 +72,4 @@ def test_target_spellings_from_exports(tmp_path, values):
     frame["Converted"] = np.where(frame["Converted"] == 1, values[0], values[1])
     frame.to_csv(tmp_path / "t.csv", index=False)
     assert main(["fit", "--data", str(tmp_path / "t.csv"), "--target", "Converted",
-                 "--model", "logistic", "--out", str(tmp_path / "m")]) == 0
+                 "--candidates", "logistic", "--out", str(tmp_path / "m")]) == 0

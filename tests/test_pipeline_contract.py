@@ -59,7 +59,12 @@ def test_source_notebooks_have_no_outputs():
 def test_params_yaml_loads():
     params = load_params(REPO / "params.yaml")
     assert "sales_status" in params.features.exclude
-    assert params.train.model in params.candidates
+    assert "rules" in params.candidates and len(params.rules) >= 5
+    from leadscore.decision import tiers_from_config
+    from leadscore.rules import rules_from_config
+
+    assert [t.name for t in tiers_from_config(params.decision.tiers)][0] == "HIGH_PRIORITY"
+    assert rules_from_config(params.rules)[0].feature == "quote_requests"
 
 
 def test_regenerated_demo_data_matches_data_dvc(tmp_path):

@@ -33,7 +33,10 @@ def project(tmp_path_factory) -> Path:
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["demo"]["n_leads"] = 3000
-    params["model_comparison"]["cv_folds"] = 2
+    params["model_comparison"].update(candidates=["rules", "logistic", "lightgbm"], cv_folds=3,
+                                      time_budget_seconds=4)
+    params["segments"]["min_positives"] = 40
+    params["clusters"]["k"] = 3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["dvc", "init", "--no-scm", "-q"], root)
     run(["dvc", "config", "core.analytics", "false"], root)
@@ -45,10 +48,15 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_builds_models_metrics_and_reports(project):
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    assert set(metrics["models"]) == {"logistic", "lightgbm"}
+    assert set(metrics["models"]) == {"champion", "rules", "logistic", "lightgbm"}
     for model in metrics["models"].values():
-        assert {"roc_auc", "pr_auc", "brier", "log_loss"} <= set(model)
+        assert {"roc_auc", "pr_auc", "brier", "log_loss", "ece", "precision", "recall"} <= set(model)
         assert 0.5 < model["roc_auc"] <= 1.0
+    assert set(metrics["improvement_pct"]) == {"vs_rules", "vs_logistic"}
+    cv = json.loads((project / "reports/model_comparison/cv_scores.json").read_text())
+    assert {"rules", "logistic", "lightgbm", "champion"} <= set(cv)
+    for figure in ("curves", "gains_lift", "shap_summary", "radar", "feature_importance"):
+        assert (project / f"reports/model_comparison/figures/{figure}.png").stat().st_size > 1000
     for plot in ("roc", "pr", "calibration"):
         assert (project / f"reports/evaluate/plots/{plot}.csv").stat().st_size > 0
     html = (project / "reports/html/03_evaluation.html").read_text()
@@ -60,9 +68,12 @@ def test_repro_builds_models_metrics_and_reports(project):
 
 def test_exported_model_carries_metadata_and_no_leakage(project):
     meta = json.loads((project / "artifacts/export/metadata.json").read_text())
-    for key in ("features", "params", "training_window", "test_metrics", "data_sha256",
-                "packages", "sha256"):
+    for key in ("features", "weights", "calibration", "threshold", "tiers", "candidates",
+                "training_window", "test_metrics", "data_sha256", "packages", "sha256"):
         assert meta.get(key), key
+    assert {f["column"] for f in meta["leakage_findings"]} >= {"sales_status"}
+    assert any(f["check"] != "declared" for f in meta["leakage_findings"]
+               if f["column"] == "sales_status")  # caught by the guard's statistics, not only the rule
     names = {f["name"] for f in meta["features"]}
     assert "sales_status" not in names and len(names) >= 30
     assert meta["packages"]["lightgbm"]

@@ -23,10 +23,12 @@ def test_time_holdout_takes_the_most_recent_rows():
 def test_fit_table_excludes_open_leads_and_reports_each_candidate(caplog):
     leads = make_flat_leads(500, seed=4)
     leads.loc[:49, "converted"] = ""  # open leads: outcome not known yet
-    result = fit_table(leads, target="converted", id_column="lead_id", time_column="created")
+    result = fit_table(leads, target="converted", id_column="lead_id", time_column="created",
+                       candidates=["logistic", "lightgbm"])
     assert result.bundle.metadata["rows"] == 450
-    assert set(result.validation) == {"logistic", "lightgbm"}
-    assert result.chosen == max(result.validation, key=lambda n: result.validation[n]["roc_auc"])
+    assert set(result.validation) == {"logistic", "lightgbm", "champion"}
+    best_single = max(("logistic", "lightgbm"), key=lambda n: result.validation[n]["roc_auc"])
+    assert result.chosen in (best_single, "ensemble")
     assert "50 row(s) with an empty target" in caplog.text
     assert result.bundle.metadata["training_window"][0].startswith("2024-01")
 
@@ -40,7 +42,7 @@ def test_fit_table_needs_both_classes_in_numbers():
 
 def test_bundle_roundtrip_and_tamper_check(tmp_path):
     leads = make_flat_leads(300, seed=6)
-    result = fit_table(leads, target="converted", id_column="lead_id", model="logistic")
+    result = fit_table(leads, target="converted", id_column="lead_id", candidates=["logistic"])
     save_bundle(result.bundle, tmp_path / "m")
     loaded = load_bundle(tmp_path / "m")
     a = score_table(result.bundle, leads.drop(columns=["converted"]))
@@ -60,7 +62,7 @@ def test_scores_are_rounded_percentages():
 
 def test_score_is_identical_alone_and_in_batch():
     leads = make_flat_leads(300, seed=7)
-    result = fit_table(leads, target="converted", id_column="lead_id")
+    result = fit_table(leads, target="converted", id_column="lead_id", candidates=["lightgbm"])
     batch = score_table(result.bundle, leads)
     for i in (0, 10, 299):
         alone = score_table(result.bundle, leads.iloc[[i]])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 from sklearn.pipeline import Pipeline
 
 from leadscore.exceptions import ModelIntegrityError, ModelNotFoundError
@@ -66,6 +68,19 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: metadata.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
 def save_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
     """Write ``model.joblib`` and ``metadata.json`` (with the artifact's sha256) into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -76,7 +91,7 @@ def save_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
     meta = {**bundle.metadata, "artifact": MODEL_FILE, "sha256": file_sha256(model_path),
             "packages": bundle.metadata.get("packages") or package_versions()}
     bundle.metadata = meta
-    text = json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"
+    text = json.dumps(_json_safe(meta), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
     _atomic_write_bytes(out_dir / METADATA_FILE, lambda tmp: tmp.write_text(text))
     return out_dir
 

@@ -109,25 +109,28 @@ def _cmd_split(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from leadscore.pipeline import train_models
+    from leadscore.trainer import train_stage
 
-    params = _params(args)
-    bundles = train_models(args.train, args.out, params)
-    print(f"trained {', '.join(bundles)} -> {args.out} (champion: {params.train.model})")
+    champion = train_stage(args.train, args.out, _params(args), progress=not args.quiet)
+    selection = champion.selection
+    print(selection.table.round(4).to_string())
+    print(f"champion: {selection.champion} {selection.weights}, calibration: "
+          f"{selection.calibration.method}, {champion.threshold.detail}; "
+          f"selection took {selection.seconds:.0f} s -> {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from leadscore.pipeline import evaluate_models
+    from leadscore.assess import evaluate_models
 
     params = _params(args)
     metrics = evaluate_models(
-        args.models, args.test, args.out, champion=params.train.model, truth_path=args.truth,
+        args.models, args.test, args.out, truth_path=args.truth,
         snapshot_days=params.snapshot.snapshot_days,
         label_window_days=params.snapshot.label_window_days, bins=params.calibration_bins)
     Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
     for name, m in metrics["models"].items():
-        print(f"{name:>10}: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+        print(f"{name:>13}: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
               f"Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")
 
 
@@ -152,14 +155,20 @@ def _add_stages(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--snapshots", default="artifacts/features/snapshots.parquet")
     p.add_argument("--out", default="artifacts/split")
     _with_params(p)
-    p = _add(commands, "train", _cmd_train, "fit the candidate models on the training period",
-             "Fit every model_comparison.candidates model with the train.<model> settings.")
+    p = _add(commands, "train", _cmd_train, "select, tune, combine and calibrate the champion",
+             "On the training period only: leakage guard, every model_comparison.candidates model\n"
+             "cross-validated on expanding-window folds (Optuna-tuned within the time budget),\n"
+             "a weighted ensemble kept only if it beats the best single model, calibration chosen\n"
+             "on out-of-fold predictions, per-segment models where they win, and the business\n"
+             "threshold. Writes OUT/champion, OUT/candidates/<name> and OUT/selection.")
     p.add_argument("--train", default="artifacts/split/train.parquet")
     p.add_argument("--out", default="artifacts/models")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _with_params(p)
     p = _add(commands, "evaluate", _cmd_evaluate, "test-period metrics and plot data",
-             "Score the untouched test period with every trained model; write metrics (ROC-AUC,\n"
-             "PR-AUC, Brier, log loss, ECE, lift) and ROC/PR/calibration data for the champion.")
+             "Score the untouched test period once with the champion and, for comparison, every\n"
+             "candidate; write metrics (ROC-AUC, PR-AUC, Brier, log loss, ECE, lift, precision/\n"
+             "recall/F1 at the business threshold) and ROC/PR/calibration data for the champion.")
     p.add_argument("--models", default="artifacts/models")
     p.add_argument("--test", default="artifacts/split/test.parquet")
     p.add_argument("--truth", default="data/truth/true_probability.parquet",
@@ -169,7 +178,7 @@ def _add_stages(commands: argparse._SubParsersAction) -> None:
     _with_params(p)
     p = _add(commands, "export", _cmd_export, "package the champion with metrics and data hash",
              "Write the champion bundle with its test metrics and the raw-data fingerprint.")
-    p.add_argument("--model", default="artifacts/models/lightgbm")
+    p.add_argument("--model", default="artifacts/models/champion")
     p.add_argument("--metrics", default="reports/metrics.json")
     p.add_argument("--data", default="data/raw")
     p.add_argument("--out", default="artifacts/export")
@@ -187,19 +196,27 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     placeholders = DEFAULT_PLACEHOLDERS if args.placeholders is None else tuple(
         p for p in args.placeholders.split(","))
     result = fit_table(frame, target=args.target, id_column=args.id, time_column=args.time,
-                       drop=args.drop, placeholders=placeholders, model=args.model,
-                       test_size=args.test_size, seed=args.seed, refit=not args.no_refit)
+                       drop=args.drop, placeholders=placeholders, candidates=args.candidates,
+                       time_budget=args.time_budget, n_trials=args.trials, metric=args.metric,
+                       allow_leaky=args.allow_leaky, segment=args.segment, test_size=args.test_size,
+                       seed=args.seed, refit=not args.no_refit, progress=not args.quiet)
     result.bundle.metadata["source_file"] = str(args.data)
     save_bundle(result.bundle, args.out)
-    schema = result.bundle.schema
+    schema, meta = result.bundle.schema, result.bundle.metadata
     print(f"{len(frame):,} rows, {len(schema.columns)} feature columns; validation: {result.holdout}")
     for name, reason in schema.dropped.items():
         print(f"  column {name!r}: {reason}")
+    print("candidates (out-of-fold on the training part):")
     for name, m in sorted(result.validation.items(), key=lambda kv: -kv[1]["roc_auc"]):
-        mark = "*" if name == result.chosen else " "
-        print(f" {mark}{name:>9}: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
-              f"Brier {m['brier']:.4f}  log loss {m['log_loss']:.4f}")
-    print(f"model ({result.chosen}) saved to {args.out}")
+        if name != "champion":
+            print(f"  {name:>13}: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+                  f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}")
+    m = result.validation["champion"]
+    print(f"champion {result.chosen} {meta['weights']}, calibration {meta['calibration']['method']}:")
+    print(f"  validation ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  Brier {m['brier']:.4f}  "
+          f"log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}")
+    print(f"  {meta['threshold']['detail']}")
+    print(f"model saved to {args.out} ({meta['fit_seconds']:.0f} s)")
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -223,8 +240,11 @@ def _add_flat(commands: argparse._SubParsersAction) -> None:
              "placeholders such as 'Select', 'N/A', '' are missing values; identifier-like and\n"
              "free-text columns only count as filled/empty. The target may be 0/1, yes/no or\n"
              "true/false; rows with an empty target (open leads) are left out. Validation uses the\n"
-             "most recent rows when --time is given, else a stratified sample; logistic regression\n"
-             "and LightGBM are compared and the better one is refitted on all rows.\n\n"
+             "most recent rows when --time is given, else a stratified sample. On the other rows:\n"
+             "a leakage guard (stops on columns that look filled after the outcome), every candidate\n"
+             "on out-of-fold predictions (Optuna-tuned within --time-budget), a weighted ensemble\n"
+             "if it beats the best single model, calibration, and the business threshold; the\n"
+             "champion is then refitted on all rows.\n\n"
              "example: leadscore fit --data leads.csv --target converted --id lead_id \\\n"
              "             --time created_at --drop sales_status --out models/mine")
     p.add_argument("--data", required=True, metavar="FILE", help="training table")
@@ -234,18 +254,31 @@ def _add_flat(commands: argparse._SubParsersAction) -> None:
                    help="creation time column: validate on the most recent leads")
     p.add_argument("--drop", nargs="*", default=[], metavar="COL",
                    help="columns never to use, e.g. post-outcome fields such as a sales status")
-    p.add_argument("--model", choices=["auto", "logistic", "lightgbm"], default="auto",
-                   help="model family (default: %(default)s = the better on validation)")
+    p.add_argument("--candidates", nargs="+", metavar="NAME",
+                   default=["logistic", "lightgbm", "xgboost", "catboost"],
+                   help="models to compare: logistic, lightgbm, xgboost, catboost, random_forest "
+                        "(default: %(default)s)")
+    p.add_argument("--time-budget", type=float, default=0, metavar="SECONDS",
+                   help="Optuna tuning time shared by the candidates by cost (default: 0 = no tuning)")
+    p.add_argument("--trials", type=int, default=0, help="Optuna trials per candidate (default: 0)")
+    p.add_argument("--metric", choices=["roc_auc", "log_loss", "brier"], default="roc_auc",
+                   help="the champion is chosen on validation by this (default: %(default)s)")
+    p.add_argument("--allow-leaky", nargs="*", default=[], metavar="COL",
+                   help="columns the leakage guard flagged that ARE known at scoring time")
+    p.add_argument("--segment", metavar="COL",
+                   help="categorical column for per-segment models (used where they beat the global one)")
     p.add_argument("--placeholders", metavar="LIST",
                    help="comma-separated values meaning missing (default: '',select,unknown,n/a,...)")
     p.add_argument("--test-size", type=float, default=0.2, help="validation share (default: 0.2)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-refit", action="store_true",
                    help="keep the model fitted without the validation rows")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
     p = _add(commands, "score", _cmd_score, "score a table with a fitted model",
              "Write one row per input row, in input order: the id column (or `row`, 1-based),\n"
-             "`probability` (conversion probability) and `score` (0-100).\n"
+             "`probability` (calibrated conversion probability), `score` (0-100), `tier` and the\n"
+             "recommended `action` (tiers saved with the model).\n"
              "Unseen categories and absent optional columns are handled; a column that was always\n"
              "filled in training is required unless --allow-missing is given. The output is written\n"
              "atomically: a failure never leaves half a file.\n\n"

@@ -36,13 +36,39 @@ class FeatureParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    model: str = "lightgbm"
-    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+class ComparisonParams:
+    candidates: tuple[str, ...] = ("logistic", "lightgbm")
+    cv_folds: int = 4
+    metric: str = "roc_auc"
+    n_trials: int = 0
+    time_budget_seconds: float = 0.0
+    study_storage: str | None = None
+    ensemble: bool = True
+    max_members: int = 3
+    calibration: tuple[str, ...] = ("none", "platt", "isotonic")
+    smote: bool = False
 
-    def params_for(self, name: str) -> dict[str, Any]:
-        """Hyper-parameters declared for candidate ``name`` (empty when none)."""
-        return dict(self.model_params.get(name, {}))
+
+@dataclass(frozen=True)
+class SegmentParams:
+    column: str | None = None
+    min_positives: int = 150
+
+
+@dataclass(frozen=True)
+class LeakageParams:
+    single_feature_auc: float = 0.90
+    dominance_margin: float = 0.02
+    missingness_auc: float = 0.90
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    objective: str = "capacity"
+    capacity_share: float | None = 0.10
+    target_precision: float | None = 0.5
+    tiers: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,10 +78,18 @@ class Params:
     snapshot: SnapshotParams = SnapshotParams()
     features: FeatureParams = FeatureParams()
     test_months: int = 3
-    candidates: tuple[str, ...] = ("logistic", "lightgbm")
-    cv_folds: int = 4
-    train: TrainParams = TrainParams()
+    comparison: ComparisonParams = ComparisonParams()
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    segments: SegmentParams = SegmentParams()
+    clusters_k: int = 5
+    leakage: LeakageParams = LeakageParams()
+    decision: DecisionParams = DecisionParams()
+    rules: tuple[dict[str, Any], ...] = ()
     calibration_bins: int = 10
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return self.comparison.candidates
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -65,8 +99,42 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def _tuples(values: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: tuple(v) if k in keys and isinstance(v, list) else v for k, v in values.items()}
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Build :class:`Params` from the parsed YAML mapping; missing keys take the defaults."""
+    features = _section(raw, "features")
+    comparison = _tuples(_section(raw, "model_comparison"), "candidates", "calibration")
+    if "time_budget_seconds" in comparison:
+        comparison["time_budget_seconds"] = float(comparison["time_budget_seconds"] or 0)
+    rules = raw.get("rules") or []
+    if not isinstance(rules, list):
+        raise ConfigError("params.yaml: 'rules' must be a list of {feature, op, value, points, label}")
+    return Params(
+        seed=int(_section(raw, "base").get("seed", 42)),
+        demo=DemoParams(**_section(raw, "demo")),
+        snapshot=SnapshotParams(**_section(raw, "snapshot")),
+        features=FeatureParams(
+            exclude=tuple(features.get("exclude", FeatureParams.exclude)),
+            placeholders=tuple(str(p) for p in features.get("placeholders", DEFAULT_PLACEHOLDERS)),
+        ),
+        test_months=int(_section(raw, "split").get("test_months", 3)),
+        comparison=ComparisonParams(**comparison),
+        model_params={k: dict(v) for k, v in
+                      (_section(raw, "train").get("model_params") or {}).items()},
+        segments=SegmentParams(**_section(raw, "segments")),
+        clusters_k=int(_section(raw, "clusters").get("k", 5)),
+        leakage=LeakageParams(**_tuples(_section(raw, "leakage"), "allow")),
+        decision=DecisionParams(**_tuples(_section(raw, "decision"), "tiers")),
+        rules=tuple(rules),
+        calibration_bins=int(_section(raw, "evaluate").get("calibration_bins", 10)),
+    )
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read ``params.yaml`` into :class:`Params`; missing keys take the defaults."""
+    """Read ``params.yaml`` into :class:`Params`."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -76,25 +144,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"params file {path} must hold a mapping at the top level")
-    train = _section(raw, "train")
-    features = _section(raw, "features")
     try:
-        return Params(
-            seed=int(_section(raw, "base").get("seed", 42)),
-            demo=DemoParams(**_section(raw, "demo")),
-            snapshot=SnapshotParams(**_section(raw, "snapshot")),
-            features=FeatureParams(
-                exclude=tuple(features.get("exclude", FeatureParams.exclude)),
-                placeholders=tuple(str(p) for p in features.get("placeholders", DEFAULT_PLACEHOLDERS)),
-            ),
-            test_months=int(_section(raw, "split").get("test_months", 3)),
-            candidates=tuple(_section(raw, "model_comparison").get("candidates", ("logistic", "lightgbm"))),
-            cv_folds=int(_section(raw, "model_comparison").get("cv_folds", 4)),
-            train=TrainParams(
-                model=str(train.get("model", "lightgbm")),
-                model_params={k: dict(v) for k, v in train.items() if isinstance(v, dict)},
-            ),
-            calibration_bins=int(_section(raw, "evaluate").get("calibration_bins", 10)),
-        )
+        return parse_params(raw)
     except TypeError as exc:
         raise ConfigError(f"params file {path}: {exc}") from exc

@@ -85,20 +85,42 @@ def calibration_table(y_true: Any, prob: Any, bins: int = 10,
     return table.reset_index(drop=True)
 
 
-def feature_importance(pipeline: Any) -> pd.Series:
-    """Importance per input feature, one-hot levels summed back to their column, largest first.
+def feature_importance(model: Any) -> pd.Series:
+    """Importance per input feature (shares summing to 1), one-hot levels summed back to their column.
 
-    LightGBM: total split gain; linear models: |coefficient| on the standardised inputs.
+    Tree models: total split gain (LightGBM) or impurity/gain importances; linear models: |coefficient|
+    on standardised inputs. Ensembles and segmented models: members weighted by their ensemble weight.
     """
-    prep, model = pipeline.named_steps["prep"], pipeline.named_steps["model"]
+    model = getattr(model, "global_model", model)
+    members = getattr(model, "members", None)
+    if members:
+        weights = getattr(model, "weights", {})
+        parts = [weights.get(n, 0) * _pipeline_importance(m) for n, m in members.items()
+                 if _has_importance(m)]
+        series = pd.concat(parts, axis=1).fillna(0).sum(axis=1) if parts else pd.Series(dtype=float)
+    else:
+        series = _pipeline_importance(model)
+    total = series.sum()
+    return (series / total if total else series).sort_values(ascending=False).round(5)
+
+
+def _has_importance(pipeline: Any) -> bool:
+    clf = pipeline[-1] if hasattr(pipeline, "steps") else None
+    return clf is not None and any(hasattr(clf, a) for a in ("booster_", "feature_importances_", "coef_"))
+
+
+def _pipeline_importance(pipeline: Any) -> pd.Series:
+    prep, model = pipeline[0], pipeline[-1]
     names = prep.get_feature_names_out()
     if hasattr(model, "booster_"):
         values = model.booster_.feature_importance(importance_type="gain")
+    elif hasattr(model, "feature_importances_"):
+        values = np.asarray(model.feature_importances_, float)
     else:
         values = np.abs(np.ravel(model.coef_))
     columns = _source_columns(prep, names)
     series = pd.Series(values, index=columns, dtype=float).groupby(level=0).sum()
-    return (series / series.sum()).sort_values(ascending=False).round(5)
+    return series / series.sum() if series.sum() else series
 
 
 def _source_columns(prep: Any, names: np.ndarray) -> list[str]:
@@ -110,3 +132,41 @@ def _source_columns(prep: Any, names: np.ndarray) -> list[str]:
         bare = str(name).split("__", 1)[-1].removeprefix("missingindicator_")
         result.append(next((c for c in inputs if bare == c or bare.startswith(c + "_")), bare))
     return result
+
+
+def bootstrap_ci(y_true: Any, prob: Any, metrics: tuple[str, ...] = ("roc_auc", "pr_auc", "brier"),
+                 n_boot: int = 200, seed: int = 42, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals of metrics (rows resampled with replacement)."""
+    y, p = np.asarray(y_true, int), np.asarray(prob, float)
+    rng = np.random.default_rng(seed)
+    funcs = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score, "brier": brier_score_loss,
+             "log_loss": lambda a, b: log_loss(a, np.clip(b, 1e-7, 1 - 1e-7), labels=[0, 1])}
+    draws: dict[str, list[float]] = {m: [] for m in metrics}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        for m in metrics:
+            draws[m].append(float(funcs[m](y[idx], p[idx])))
+    tail = (1 - level) / 2 * 100
+    return {m: (round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4))
+            for m, v in draws.items() if v}
+
+
+def comparison_table(y_true: Any, probs: dict[str, Any], threshold: float, *,
+                     seconds: dict[str, float] | None = None, n_boot: int = 200,
+                     seed: int = 42) -> pd.DataFrame:
+    """One row per model: ranking, calibration and threshold metrics with 95% bootstrap intervals."""
+    from leadscore.decision import threshold_metrics
+
+    rows = []
+    for name, prob in probs.items():
+        y, p = np.asarray(y_true, int), np.asarray(prob, float)
+        row: dict[str, Any] = {"model": name, **classification_metrics(y, p)}
+        row.update(threshold_metrics(p, y, threshold))
+        for metric, (low, high) in bootstrap_ci(y, p, n_boot=n_boot, seed=seed).items():
+            row[f"{metric}_ci"] = f"[{low:.3f}, {high:.3f}]"
+        if seconds:
+            row["fit_seconds"] = seconds.get(name, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")

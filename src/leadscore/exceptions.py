@@ -29,3 +29,7 @@ class ModelIntegrityError(LeadscoreError):
 
 class ConfigError(LeadscoreError, ValueError):
     """params.yaml or a command-line option is invalid."""
+
+
+class LeakageError(DataValidationError):
+    """Training stopped: some columns would not be known at scoring time."""

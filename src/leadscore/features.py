@@ -10,7 +10,8 @@ Two flavours over the same prepared table (:func:`leadscore.schema.prepare_featu
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
@@ -21,6 +22,15 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, QuantileTransfo
 from leadscore.schema import TableSchema
 
 Flavour = Literal["linear", "tree"]
+
+
+class QuantileNormal(QuantileTransformer):
+    """QuantileTransformer to a normal shape that quietly uses fewer quantiles on small samples."""
+
+    def fit(self, X: Any, y: Any = None) -> QuantileNormal:  # noqa: N803
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_quantiles .* is greater than", category=UserWarning)
+            return super().fit(X, y)
 MIN_CATEGORY_COUNT = 20   # rarer levels are pooled into one "infrequent" level
 
 
@@ -31,8 +41,8 @@ def build_preprocessor(schema: TableSchema, flavour: Flavour) -> ColumnTransform
         numeric_steps = Pipeline([
             ("impute", SimpleImputer(strategy="median", add_indicator=True,
                                      keep_empty_features=True)),
-            ("shape", QuantileTransformer(n_quantiles=200, output_distribution="normal",
-                                          subsample=100_000, random_state=0)),
+            ("shape", QuantileNormal(n_quantiles=200, output_distribution="normal",
+                                     subsample=100_000, random_state=0)),
         ])
         categorical_steps = Pipeline([
             ("impute", SimpleImputer(strategy="constant", fill_value="(missing)",

@@ -1,4 +1,5 @@
-"""The steps of ``dvc repro`` for the demo CRM: snapshot features, time split, train, evaluate, export.
+"""The data steps of ``dvc repro`` for the demo CRM: snapshot features, time split, and the export.
+Training is in :mod:`leadscore.trainer`, the test-period assessment in :mod:`leadscore.assess`.
 
 Each function reads explicit paths and writes under explicit output folders, so ``dvc.yaml`` shows the
 whole data flow. Notebooks call the same package functions for their tables and plots.
@@ -16,13 +17,11 @@ from typing import Any
 import pandas as pd
 
 from leadscore import snapshot
-from leadscore.bundle import ModelBundle, load_bundle, save_bundle
+from leadscore.bundle import load_bundle, save_bundle
 from leadscore.config import Params
 from leadscore.data import read_table, write_table
-from leadscore.evaluation import calibration_table, classification_metrics, pr_points, roc_points
 from leadscore.exceptions import DataValidationError, InputFileError
-from leadscore.schema import TableSchema, infer_schema, prepare_features
-from leadscore.training import fit_pipeline
+from leadscore.schema import TableSchema, infer_schema
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,11 @@ def build_features(raw_dir: str | Path, out_path: str | Path, params: Params) ->
     """Point-in-time snapshot of every lead with its label and status; written to ``out_path``."""
     tables = load_crm(raw_dir)
     end = snapshot.data_end(tables)
+    # Post-outcome columns stay in the table so the leakage guard can show what they would do;
+    # the feature schema drops them (snapshot_schema).
     snap = snapshot.build_snapshot(
         tables["leads"], tables["activities"], snapshot_days=params.snapshot.snapshot_days,
-        as_of=end, placeholders=params.features.placeholders, exclude=params.features.exclude)
+        as_of=end, placeholders=params.features.placeholders)
     snap = snapshot.attach_labels(snap, tables["outcomes"],
                                   label_window_days=params.snapshot.label_window_days, end=end)
     write_table(snap, out_path)
@@ -98,76 +99,17 @@ def write_split(snapshots_path: str | Path, out_dir: str | Path, test_months: in
     return summary
 
 
-def snapshot_schema(train: pd.DataFrame, params: Params) -> TableSchema:
-    """Feature schema of a snapshot table: everything but ids, times, labels and excluded columns."""
-    drop = [c for c in (*NOT_FEATURES, *params.features.exclude) if c in train.columns]
-    return infer_schema(train, target="label", id_column="lead_id", time_column="created_at",
-                        drop=drop, placeholders=params.features.placeholders)
-
-
-def train_models(train_path: str | Path, out_dir: str | Path, params: Params,
-                 candidates: tuple[str, ...] | None = None) -> dict[str, ModelBundle]:
-    """Fit every candidate on the training period; each bundle goes to ``out_dir/<name>``."""
-    train = read_table(train_path)
-    schema = snapshot_schema(train, params)
-    X, y = prepare_features(train, schema), train["label"].astype(int)
-    bundles = {}
-    for name in candidates or params.candidates:
-        model_params = params.train.params_for(name)
-        pipeline = fit_pipeline(name, schema, X, y, model_params, params.seed)
-        bundle = ModelBundle(pipeline, schema, {
-            "model": name, "params": model_params, "seed": params.seed,
-            "features": [{"name": c.name, "kind": c.kind, "required": c.required}
-                         for c in schema.columns],
-            "excluded_columns": list(params.features.exclude),
-            "training_window": [str(train["created_at"].min()), str(train["created_at"].max())],
-            "rows": int(len(train)), "positive_rate": round(float(y.mean()), 6),
-            "snapshot": {"snapshot_days": params.snapshot.snapshot_days,
-                         "label_window_days": params.snapshot.label_window_days},
-        })
-        save_bundle(bundle, Path(out_dir) / name)
-        bundles[name] = bundle
-        log.info("trained %s on %d leads", name, len(train))
-    return bundles
-
-
-def evaluate_models(models_dir: str | Path, test_path: str | Path, out_dir: str | Path, *,
-                    champion: str, truth_path: str | Path | None = None,
-                    snapshot_days: float = 7, label_window_days: float = 90,
-                    bins: int = 10) -> dict[str, Any]:
-    """Test-period metrics of every trained model, plot data for the champion, truth comparison."""
-    test = read_table(test_path)
-    y = test["label"].astype(int)
-    truth = None
-    if truth_path is not None and Path(truth_path).exists():
-        from leadscore.demo import label_probability
-
-        p_convert = test["lead_id"].map(read_table(truth_path).set_index("lead_id")["p_convert"])
-        truth = label_probability(p_convert.to_numpy(float), snapshot_days, label_window_days)
-    out_dir = Path(out_dir)
-    metrics: dict[str, Any] = {"champion": champion, "test_rows": int(len(test)), "models": {}}
-    predictions = pd.DataFrame({"lead_id": test["lead_id"], "label": y})
-    for model_dir in sorted(p for p in Path(models_dir).iterdir() if p.is_dir()):
-        bundle = load_bundle(model_dir)
-        prob = bundle.pipeline.predict_proba(prepare_features(test, bundle.schema))[:, 1]
-        predictions[model_dir.name] = prob
-        metrics["models"][model_dir.name] = classification_metrics(y, prob, bins)
-        if truth is not None:
-            metrics["models"][model_dir.name]["mae_vs_true_probability"] = round(
-                float(abs(prob - truth).mean()), 6)
-    if champion not in metrics["models"]:
-        raise DataValidationError(f"champion {champion!r} is not among the trained models")
-    metrics["test"] = metrics["models"][champion]
-    if truth is not None:
-        predictions["true_probability"] = truth
-        metrics["true_probability_roc_auc"] = classification_metrics(y, truth, bins)["roc_auc"]
-    prob = predictions[champion].to_numpy()
-    plots = out_dir / "plots"
-    write_table(roc_points(y, prob), plots / "roc.csv")
-    write_table(pr_points(y, prob), plots / "pr.csv")
-    write_table(calibration_table(y, prob, bins, truth), plots / "calibration.csv")
-    write_table(predictions, out_dir / "test_predictions.parquet")
-    return metrics
+def snapshot_schema(train: pd.DataFrame, params: Params, *, keep_excluded: bool = False) -> TableSchema:
+    """Feature schema of a snapshot table: everything but ids, times, labels and (unless
+    ``keep_excluded``, for the leakage checks) the post-outcome columns of ``features.exclude``."""
+    excluded = () if keep_excluded else params.features.exclude
+    drop = [c for c in (*NOT_FEATURES, *excluded) if c in train.columns]
+    schema = infer_schema(train, target="label", id_column="lead_id", time_column="created_at",
+                          drop=drop, placeholders=params.features.placeholders)
+    for name in excluded:
+        if name in schema.dropped:
+            schema.dropped[name] = "post-outcome column (features.exclude): never a feature"
+    return schema
 
 
 def export_model(model_dir: str | Path, metrics_path: str | Path, raw_dir: str | Path,

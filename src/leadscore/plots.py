@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import matplotlib
 
@@ -19,19 +20,20 @@ def roc_pr_calibration(y: np.ndarray, probs: Mapping[str, np.ndarray], bins: int
     from leadscore.evaluation import calibration_table, pr_points, roc_points
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    top = 0.05
     for name, prob in probs.items():
         roc, pr = roc_points(y, prob), pr_points(y, prob)
         cal = calibration_table(y, prob, bins)
         axes[0].plot(roc["fpr"], roc["tpr"], label=name)
         axes[1].plot(pr["recall"], pr["precision"], label=name)
         axes[2].plot(cal["predicted"], cal["observed"], marker="o", label=name)
+        top = max(top, float(cal["predicted"].max()), float(cal["observed"].max()))
     if truth is not None:
         cal = calibration_table(y, truth, bins)
         axes[2].plot(cal["predicted"], cal["observed"], ls=":", marker=".", c="grey",
                      label="true probability")
     axes[0].plot([0, 1], [0, 1], ls="--", c="lightgrey")
     axes[1].axhline(float(np.mean(y)), ls="--", c="lightgrey", label="base rate")
-    top = max(float(np.max(p)) for p in probs.values())
     axes[2].plot([0, top], [0, top], ls="--", c="lightgrey", label="perfect")
     axes[2].set(xlim=(0, top * 1.05), ylim=(0, min(1.0, top * 1.3)))
     titles = [("ROC", "false positive rate", "true positive rate"),
@@ -112,3 +114,74 @@ def metric_by_fold(folds: pd.DataFrame, metric: str) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def gains_and_lift(y: np.ndarray, probs: Mapping[str, np.ndarray]) -> Figure:
+    """Cumulative gains (share of converters caught) and lift by share of leads contacted."""
+    fig, (gain_ax, lift_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    y = np.asarray(y, int)
+    share = np.arange(1, len(y) + 1) / len(y)
+    for name, prob in probs.items():
+        caught = np.cumsum(y[np.argsort(-np.asarray(prob), kind="stable")]) / max(1, y.sum())
+        gain_ax.plot(share, caught, label=name)
+        lift_ax.plot(share[len(y) // 100:], (caught / share)[len(y) // 100:], label=name)
+    gain_ax.plot([0, 1], [0, 1], ls="--", c="lightgrey", label="random")
+    lift_ax.axhline(1, ls="--", c="lightgrey")
+    gain_ax.set(title="Cumulative gains", xlabel="share of leads contacted (highest scores first)",
+                ylabel="share of conversions caught")
+    lift_ax.set(title="Lift", xlabel="share of leads contacted", ylabel="conversion rate / average")
+    gain_ax.legend(fontsize=8)
+    lift_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def radar(values: Mapping[str, Mapping[str, float]], title: str = "Main metrics") -> Figure:
+    """Radar chart: one polygon per model over metrics already scaled to [0, 1] (higher is better)."""
+    labels = list(next(iter(values.values())))
+    angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(6, 6), subplot_kw={"polar": True})
+    for name, row in values.items():
+        points = [row[k] for k in labels]
+        ax.plot(angles + angles[:1], points + points[:1], label=name)
+        ax.fill(angles + angles[:1], points + points[:1], alpha=0.1)
+    ax.set_xticks(angles)
+    ax.set_xticklabels(labels)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.25, -0.05), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary(model: Any, X: pd.DataFrame, max_rows: int = 2000, seed: int = 42) -> Figure:
+    """SHAP beeswarm of the model's main tree member, on its own transformed inputs (not the pipeline)."""
+    import shap
+
+    pipeline = _main_member(model)
+    prep, clf = pipeline[:-1], pipeline[-1]
+    sample = X.sample(min(len(X), max_rows), random_state=seed)
+    matrix = prep.transform(sample)
+    names = [str(n).split("__", 1)[-1] for n in matrix.columns]
+    values = shap.TreeExplainer(clf).shap_values(matrix.to_numpy(float))
+    values = values[1] if isinstance(values, list) else values
+    if values.ndim == 3:
+        values = values[:, :, 1]
+    plt.figure()
+    shap.summary_plot(values, matrix.to_numpy(float), feature_names=names, max_display=20, show=False)
+    fig = plt.gcf()
+    fig.suptitle(f"SHAP values of {type(clf).__name__} (log-odds)")
+    fig.tight_layout()
+    return fig
+
+
+def _main_member(model: Any) -> Any:
+    """The highest-weight tree-based member of an ensemble/segmented model (or the model itself)."""
+    model = getattr(model, "global_model", model)
+    members = getattr(model, "members", None)
+    if not members:
+        return model
+    weights = getattr(model, "weights", {})
+    trees = [n for n in members if n in ("lightgbm", "xgboost", "catboost", "random_forest")]
+    pool = trees or list(members)
+    return members[max(pool, key=lambda n: weights.get(n, 0))]

@@ -7,6 +7,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from leadscore.bundle import ModelBundle
+from leadscore.decision import DEFAULT_TIERS, Tier, assign_tiers, tiers_from_config
 from leadscore.schema import check_columns, match_columns, prepare_features
 from leadscore.training import check_unique_ids
 
@@ -25,7 +26,8 @@ def to_score(prob: np.ndarray) -> np.ndarray:
 
 def score_table(bundle: ModelBundle, frame: pd.DataFrame, *, allow_missing: bool = False,
                 chunk_size: int = 100_000, progress: bool = False) -> pd.DataFrame:
-    """One output row per input row, in input order: id (or ``row``), ``probability``, ``score``.
+    """One output row per input row, in input order: id (or ``row``), ``probability``, ``score``,
+    ``tier`` and recommended ``action``.
 
     Raises
     ------
@@ -45,5 +47,12 @@ def score_table(bundle: ModelBundle, frame: pd.DataFrame, *, allow_missing: bool
             bar.update(len(chunk))
     prob = np.concatenate(parts) if parts else np.empty(0)
     ids = frame[id_column].to_numpy() if id_column else np.arange(1, len(frame) + 1)
+    tier, action = assign_tiers(prob, bundle_tiers(bundle))
     return pd.DataFrame({id_column or "row": ids, "probability": prob.round(6),
-                         "score": to_score(prob)})
+                         "score": to_score(prob), "tier": tier, "action": action})
+
+
+def bundle_tiers(bundle: ModelBundle) -> tuple[Tier, ...]:
+    """The tiers saved with the model (the defaults for bundles saved without any)."""
+    saved = bundle.metadata.get("tiers")
+    return tiers_from_config(saved) if saved else DEFAULT_TIERS

@@ -7,25 +7,27 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
 
 from leadscore.bundle import ModelBundle, package_versions
-from leadscore.config import DEFAULT_PLACEHOLDERS
+from leadscore.champion import build_champion, champion_metadata, guard_leakage, refit_scorer
+from leadscore.config import DEFAULT_PLACEHOLDERS, DecisionParams
 from leadscore.data import coerce_target
 from leadscore.evaluation import classification_metrics
 from leadscore.exceptions import DataValidationError, TargetError
-from leadscore.models import CANDIDATES, make_model
-from leadscore.schema import TableSchema, infer_schema, prepare_features
+from leadscore.leakage import LeakageSettings
+from leadscore.schema import infer_schema, prepare_features
+from leadscore.selection import SelectionSettings
 
 log = logging.getLogger(__name__)
 
 MIN_PER_CLASS = 10  # fewer labelled rows of either class cannot give a trustworthy model
 MIN_PER_CLASS_VALIDATION = 5
+# Random forest is left out by default: slower, and rarely better than the boosted trees.
+DEFAULT_FIT_CANDIDATES = ("logistic", "lightgbm", "xgboost", "catboost")
 
 
 @dataclass(frozen=True)
@@ -92,16 +94,10 @@ def _check_classes(y: pd.Series, where: str, minimum: int = MIN_PER_CLASS) -> No
         )
 
 
-def fit_pipeline(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series,
-                 params: dict[str, Any] | None = None, seed: int = 42) -> Pipeline:
-    """Fit candidate ``name`` on prepared features ``X``."""
-    return make_model(name, schema, params, seed).fit(X, y.astype(int).to_numpy())
-
-
 @dataclass
 class FitResult:
     bundle: ModelBundle
-    validation: dict[str, dict[str, float]]
+    validation: dict[str, dict[str, float]]   # candidates: out-of-fold; "champion": the holdout
     chosen: str
     holdout: str
 
@@ -114,23 +110,31 @@ def fit_table(
     time_column: str | None = None,
     drop: Iterable[str] = (),
     placeholders: Sequence[str] = DEFAULT_PLACEHOLDERS,
-    model: str = "auto",
-    params: dict[str, dict[str, Any]] | None = None,
+    candidates: Sequence[str] = DEFAULT_FIT_CANDIDATES,
+    time_budget: float | None = None,
+    n_trials: int = 0,
+    metric: str = "roc_auc",
+    allow_leaky: Iterable[str] = (),
+    segment: str | None = None,
+    decision: DecisionParams | None = None,
     test_size: float = 0.2,
     seed: int = 42,
     refit: bool = True,
+    progress: bool = False,
 ) -> FitResult:
     """Fit a scoring model on one row per lead.
 
-    The validation rows are the most recent ones when ``time_column`` is given, else a stratified
-    sample. With ``model="auto"`` every candidate is fitted and the best validation ROC-AUC wins. With
-    ``refit`` the winner is refitted on all labelled rows, so recent leads also teach the final model.
+    The validation rows are the most recent ones when ``time_column`` is given, else a stratified sample;
+    they are scored once by the champion. On the other rows: the leakage guard, then every candidate on
+    out-of-fold predictions (tuned within ``time_budget`` seconds), an ensemble if it wins, calibration
+    and the business threshold. With ``refit`` the champion is refitted on all labelled rows.
     """
     started = time.perf_counter()
+    decision = decision or DecisionParams(objective="f1", capacity_share=None, target_precision=None)
     if target not in frame.columns:
         raise TargetError(f"target column '{target}' not found; columns are: "
                           f"{', '.join(map(str, frame.columns[:20]))}")
-    for name in [c for c in (time_column, *drop) if c]:
+    for name in [c for c in (time_column, segment, *drop) if c]:
         if name not in frame.columns:
             raise DataValidationError(f"column '{name}' not found")
     y_all = coerce_target(frame[target], target)
@@ -149,22 +153,22 @@ def fit_table(
     holdout = make_holdout(y, times=times, test_size=test_size, seed=seed)
     _check_classes(y.iloc[holdout.valid], "validation part (raise --test-size?)",
                    MIN_PER_CLASS_VALIDATION)
-    names = sorted(CANDIDATES) if model == "auto" else [model]
-    params = params or {}
-    validation: dict[str, dict[str, float]] = {}
-    for name in names:
-        fitted = fit_pipeline(name, schema, X.iloc[holdout.train], y.iloc[holdout.train],
-                              params.get(name), seed)
-        prob = fitted.predict_proba(X.iloc[holdout.valid])[:, 1]
-        validation[name] = classification_metrics(y.iloc[holdout.valid], prob)
-        log.info("%s: validation ROC-AUC %.4f", name, validation[name]["roc_auc"])
-    chosen = max(validation, key=lambda n: validation[n]["roc_auc"])
-    rows = np.arange(len(y)) if refit else holdout.train
-    final = fit_pipeline(chosen, schema, X.iloc[rows], y.iloc[rows], params.get(chosen), seed)
+    train = holdout.train
+    leaks = guard_leakage(frame.iloc[train], y.iloc[train], schema, allow=allow_leaky,
+                          settings=LeakageSettings(seed=seed))
+    settings = SelectionSettings(candidates=tuple(candidates), metric=metric, n_trials=n_trials,
+                                 time_budget=time_budget or None, seed=seed,
+                                 cv_folds=3 if len(train) < 2000 else 4)
+    champion = build_champion(X.iloc[train], y.iloc[train], schema, settings,
+                              times=None if times is None else times.iloc[train],
+                              segment_column=segment, decision=decision, leaks=leaks, progress=progress)
+    prob = champion.scorer.predict_proba(X.iloc[holdout.valid])[:, 1]
+    validation = {name: r.metrics for name, r in champion.selection.candidates.items()}
+    validation["champion"] = classification_metrics(y.iloc[holdout.valid], prob)
+    scorer = refit_scorer(champion.scorer, X, y) if refit else champion.scorer
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": chosen,
-        "params": final.named_steps["model"].get_params(),
+        "model": champion.selection.champion,
         "features": [{"name": c.name, "kind": c.kind, "required": c.required,
                       "missing_rate": c.missing_rate} for c in schema.columns],
         "dropped_columns": schema.dropped,
@@ -172,9 +176,11 @@ def fit_table(
         "rows": int(len(y)), "positive_rate": round(float(y.mean()), 6),
         "training_window": None if times is None else
         [times.min().isoformat(), times.max().isoformat()],
-        "validation": {"method": holdout.method, "metrics": validation},
+        "validation": {"method": holdout.method, "holdout_metrics": validation["champion"]},
         "refit_on_all_rows": refit,
+        **champion_metadata(champion),
         "fit_seconds": round(time.perf_counter() - started, 2),
         "packages": package_versions(),
     }
-    return FitResult(ModelBundle(final, schema, metadata), validation, chosen, holdout.method)
+    return FitResult(ModelBundle(scorer, schema, metadata), validation, champion.selection.champion,
+                     holdout.method)

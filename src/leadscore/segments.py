@@ -1,0 +1,111 @@
+"""Per-segment models (e.g. one per vertical) with fallback to the global model.
+
+A segment gets its own model only when it has enough positives and its own model beats the global model
+on the same out-of-fold rows; otherwise its leads are scored by the global model. The choice is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from leadscore.calibration import choose_calibration
+from leadscore.ensemble import LeadModel
+from leadscore.evaluation import classification_metrics
+from leadscore.models import make_model
+from leadscore.schema import TableSchema
+from leadscore.selection import Folds, SelectionResult, SelectionSettings, better
+
+
+class SegmentedModel:
+    """Routes each lead to its segment's model, or to the global model."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, column: str, global_model: Any, segment_models: Mapping[str, Any]) -> None:
+        self.column = column
+        self.global_model = global_model
+        self.segment_models = dict(segment_models)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        prob = self.global_model.predict_proba(X)[:, 1].copy()
+        segment = X[self.column].to_numpy() if self.column in X.columns else np.full(len(X), None)
+        for value, model in self.segment_models.items():
+            rows = segment == value
+            if rows.any():
+                prob[rows] = model.predict_proba(X.loc[rows])[:, 1]
+        return np.column_stack([1 - prob, prob])
+
+    def model_for(self, value: Any) -> Any:
+        """The model that scores leads of segment ``value``."""
+        return self.segment_models.get(value, self.global_model)
+
+
+@dataclass(frozen=True)
+class SegmentReport:
+    column: str
+    table: pd.DataFrame          # per segment: rows, positives, global/segment metric, choice, reason
+
+
+def _segment_oof(name: str, params: Mapping[str, Any], schema: TableSchema, X: pd.DataFrame, y: pd.Series,
+                 rows: np.ndarray, folds: Folds, seed: int) -> np.ndarray:
+    """Out-of-fold predictions for the segment's rows, trained on the segment's rows of each fold."""
+    estimator = make_model(name, schema, dict(params), seed)
+    oof = np.full(len(y), np.nan)
+    for train, valid in folds:
+        tr, va = train[rows[train]], valid[rows[valid]]
+        if len(va) == 0 or y.iloc[tr].nunique() < 2:
+            continue
+        oof[va] = clone(estimator).fit(X.iloc[tr], y.iloc[tr]).predict_proba(X.iloc[va])[:, 1]
+    return oof
+
+
+def fit_segments(X: pd.DataFrame, y: pd.Series, schema: TableSchema, selection: SelectionResult,
+                 settings: SelectionSettings, folds: Folds, *, column: str, min_positives: int = 200,
+                 times: pd.Series | None = None) -> tuple[Any, SegmentReport]:
+    """Decide per segment between its own model and the global one; return the scorer and the report."""
+    X, y = X.reset_index(drop=True), y.reset_index(drop=True).astype(int)
+    best = max(selection.weights, key=lambda n: selection.weights[n])  # the main member's family
+    params = selection.candidates[best].params
+    raw = np.asarray(sum(w * selection.candidates[n].oof for n, w in selection.weights.items()), float)
+    global_oof = np.full(len(y), np.nan)
+    covered = ~np.isnan(raw)
+    calibrator = selection.model.calibrator
+    global_oof[covered] = raw[covered] if calibrator is None else calibrator.transform(raw[covered])
+    rows_out, models = [], {}
+    values: list[Any] = list(X[column].dropna().unique()) if column in X.columns else []
+    for value in sorted(values, key=str):
+        rows = (X[column] == value).to_numpy()
+        positives = int(y[rows].sum())
+        row: dict[str, Any] = {"segment": value, "rows": int(rows.sum()), "positives": positives}
+        if positives < min_positives:
+            rows_out.append({**row, "choice": "global", "reason": f"fewer than {min_positives} positives"})
+            continue
+        oof = _segment_oof(best, params, schema, X, y, rows, folds, settings.seed)
+        seen = rows & ~np.isnan(oof) & ~np.isnan(global_oof)
+        if y[seen].nunique() < 2:
+            rows_out.append({**row, "choice": "global", "reason": "no validation rows of both classes"})
+            continue
+        order = None if times is None else times.reset_index(drop=True)[seen].to_numpy()
+        calibration = choose_calibration(oof[seen], y[seen].to_numpy(), order=order,
+                                         methods=settings.calibration_methods, seed=settings.seed)
+        own = classification_metrics(y[seen], calibration.calibrator.transform(oof[seen]))[settings.metric]
+        shared = classification_metrics(y[seen], global_oof[seen])[settings.metric]
+        wins = better(settings.metric, own, shared)
+        row.update({f"global_{settings.metric}": round(shared, 4),
+                    f"segment_{settings.metric}": round(own, 4),
+                    "choice": "segment" if wins else "global",
+                    "reason": "own model better on validation" if wins else "global model as good or better"})
+        rows_out.append(row)
+        if wins:
+            member = make_model(best, schema, dict(params), settings.seed).fit(X[rows], y[rows])
+            models[value] = LeadModel({best: member}, {best: 1.0}, calibration.calibrator)
+    report = SegmentReport(column, pd.DataFrame(rows_out))
+    if not models:
+        return selection.model, report
+    return SegmentedModel(column, selection.model, models), report
