@@ -58,7 +58,8 @@ def demo() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series, object, pd
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["bank-random", "bank-time", "demo"], default="bank-random")
     parser.add_argument("--time-budget", type=float, default=120.0, help="tuning seconds, all candidates")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
