@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,24 @@ class Params:
     @property
     def candidates(self) -> tuple[str, ...]:
         return self.comparison.candidates
+
+
+def config_items(items: Any, section: str, *, required: Sequence[str],
+                 optional: Sequence[str] = ()) -> list[Mapping[str, Any]]:
+    """Validate a list of mappings from params.yaml (rules, tiers): each with the required keys and
+    no unknown ones. Raises ConfigError naming the position, e.g. ``tiers[2]: expected keys ...``."""
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise ConfigError(f"{section}: expected a list of mappings, got {type(items).__name__}")
+    keys = ", ".join(required) + "".join(f"[, {k}]" for k in optional)
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{section}[{i}]: expected a mapping, got {type(item).__name__}")
+        unknown = sorted(map(str, set(item) - set(required) - set(optional)))
+        missing = [k for k in required if k not in item]
+        if unknown or missing:
+            found = "unknown " + ", ".join(unknown) if unknown else "no " + ", ".join(missing)
+            raise ConfigError(f"{section}[{i}]: expected keys {keys}, got {found}")
+    return list(items)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from leadscore.config import config_items
 from leadscore.exceptions import ConfigError, DataValidationError, TargetError
 
 OBJECTIVES = ("capacity", "f1", "precision")
@@ -75,18 +76,8 @@ def tiers_from_config(items: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
         On a missing or unknown key, duplicated names, thresholds outside [0, 1] or not descending,
         or a lowest threshold other than 0.0.
     """
-    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
-        raise ConfigError(f"tiers: expected a list of mappings, got {type(items).__name__}")
-    tiers = []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise ConfigError(f"tiers[{i}]: expected a mapping, got {type(item).__name__}")
-        unknown = sorted(map(str, set(item) - set(TIER_KEYS)))
-        missing = [k for k in TIER_KEYS if k not in item]
-        if unknown or missing:
-            raise ConfigError(f"tiers[{i}]: expected keys {', '.join(TIER_KEYS)}, got "
-                              f"{'unknown ' + ', '.join(unknown) if unknown else 'no ' + ', '.join(missing)}")
-        tiers.append(Tier(item["name"], item["min_probability"], item["action"]))
+    tiers = [Tier(item["name"], item["min_probability"], item["action"])
+             for item in config_items(items, "tiers", required=TIER_KEYS)]
     return _check_tiers(tiers)
 
 

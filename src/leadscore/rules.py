@@ -21,6 +21,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from leadscore.config import config_items
 from leadscore.exceptions import ConfigError, DataValidationError, TargetError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 ORDER_OPS = (">=", ">", "<=", "<")
 OPS = (*ORDER_OPS, "==", "!=", "in", "missing", "present")
 CALIBRATIONS = ("platt", "isotonic")
-RULE_KEYS = frozenset({"feature", "op", "value", "points", "label"})
 PLATT_C = 100.0  # light ridge on standardised points: finite slope even if the rules separate perfectly
 
 
@@ -100,17 +100,9 @@ def rules_from_config(items: Sequence[Mapping[str, Any]]) -> tuple[Rule, ...]:
     ConfigError
         Naming the position of the first invalid rule, e.g. ``rules[3]: unknown op '=>' (...)``.
     """
-    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
-        raise ConfigError(f"rules: expected a list of mappings, got {type(items).__name__}")
     rules = []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise ConfigError(f"rules[{i}]: expected a mapping, got {type(item).__name__}")
-        unknown = sorted(map(str, set(item) - RULE_KEYS))
-        missing = [k for k in ("feature", "op") if k not in item]
-        if unknown or missing:
-            raise ConfigError(f"rules[{i}]: expected keys feature, op[, value, points, label], got "
-                              f"{'unknown ' + ', '.join(unknown) if unknown else 'no ' + ', '.join(missing)}")
+    for i, item in enumerate(config_items(items, "rules", required=("feature", "op"),
+                                          optional=("value", "points", "label"))):
         fields = {"value": None, "points": 0.0, "label": "", **item}
         problem = _rule_problem(**fields)
         if problem:
