@@ -115,7 +115,7 @@ def test_tampered_model_is_refused(capsys, fitted, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["demo", "features", "split", "train", "evaluate", "export",
-                                     "fit", "score"])
+                                     "fit", "score", "models"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

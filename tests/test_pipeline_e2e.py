@@ -77,6 +77,11 @@ def test_exported_model_carries_metadata_and_no_leakage(project):
     names = {f["name"] for f in meta["features"]}
     assert "sales_status" not in names and len(names) >= 30
     assert meta["packages"]["lightgbm"]
+    from leadscore.registry import Registry
+
+    registry = Registry(project / "registry")
+    active = registry.active_version()
+    assert active and registry.show(active)["sha256"] == meta["sha256"]
 
 
 def test_second_repro_does_nothing_and_one_param_reruns_only_its_stage(project):

@@ -104,3 +104,14 @@ def test_clusters_profile(table):
     assert len(clusters.profile) == 4 and clusters.profile["share"].sum() == pytest.approx(1, abs=1e-3)
     assert clusters.profile["leads"].sum() == len(X)
     assert clusters.profile["defining_traits"].str.len().min() > 0
+
+
+def test_capacity_per_day_threshold(table):
+    X, y, schema, times = table
+    settings = SelectionSettings(candidates=("logistic",), cv_folds=3, ensemble=False)
+    decision = DecisionParams(objective="capacity", capacity_share=None, capacity_per_day=1.0)
+    champion = build_champion(X, y, schema, settings, times=times, decision=decision)
+    # leads arrive 4 a day (every 6 hours), so 1 a day is the top quarter
+    assert champion.threshold.share_flagged == pytest.approx(0.25, abs=0.02)
+    with pytest.raises(ConfigError, match="leads per day"):
+        build_champion(X, y, schema, settings, decision=decision)

@@ -15,6 +15,7 @@ from sklearn.base import clone
 from leadscore.config import DecisionParams, LeakageParams, Params
 from leadscore.decision import DEFAULT_TIERS, ThresholdChoice, Tier, choose_threshold, tiers_from_config
 from leadscore.ensemble import LeadModel
+from leadscore.exceptions import ConfigError
 from leadscore.leakage import LeakageSettings, LeakFinding, check_leakage, find_leaks
 from leadscore.rules import rules_from_config
 from leadscore.schema import TableSchema
@@ -68,9 +69,16 @@ def guard_leakage(frame: pd.DataFrame, y: pd.Series, schema: TableSchema, *, dec
     return findings
 
 
-def choose_business_threshold(prob: np.ndarray, y: np.ndarray, decision: DecisionParams) -> ThresholdChoice:
+def choose_business_threshold(prob: np.ndarray, y: np.ndarray, decision: DecisionParams,
+                              leads_per_day: float | None = None) -> ThresholdChoice:
+    """The threshold of ``decision.objective``; a per-day capacity needs ``leads_per_day``."""
     extra: dict[str, Any] = {}
-    if decision.objective == "capacity":
+    if decision.objective == "capacity" and decision.capacity_per_day:
+        if not leads_per_day:
+            raise ConfigError("decision.capacity_per_day needs creation times to know leads per day; "
+                              "use capacity_share instead")
+        extra.update(capacity_per_day=decision.capacity_per_day, leads_per_day=leads_per_day)
+    elif decision.objective == "capacity":
         extra["capacity_share"] = decision.capacity_share
     elif decision.objective == "precision":
         extra["target_precision"] = decision.target_precision
@@ -96,7 +104,11 @@ def build_champion(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings:
     covered = selection.covered
     raw = sum(w * selection.candidates[n].oof[covered] for n, w in selection.weights.items())
     oof = selection.calibration.calibrator.transform(np.asarray(raw, float))
-    threshold = choose_business_threshold(oof, y.to_numpy()[covered], decision)
+    leads_per_day = None
+    if times is not None:
+        span_days = (times.max() - times.min()) / pd.Timedelta(days=1)
+        leads_per_day = len(times) / max(span_days, 1.0)
+    threshold = choose_business_threshold(oof, y.to_numpy()[covered], decision, leads_per_day)
     tiers = tiers_from_config(decision.tiers) if decision.tiers else DEFAULT_TIERS
     return Champion(scorer, selection, report, threshold, tuple(tiers), list(leaks or []))
 

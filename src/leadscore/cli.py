@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from leadscore import __version__
+from leadscore.cli_models import add_models_command
 from leadscore.exceptions import LeadscoreError
 
 log = logging.getLogger("leadscore")
@@ -136,9 +137,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from leadscore.pipeline import export_model
+    from leadscore.registry import Registry
 
     out = export_model(args.model, args.metrics, args.data, args.out)
-    print(f"exported {args.model} -> {out}")
+    registry = Registry(args.registry or Registry.default_root())
+    version = registry.register(out, activate=True)
+    print(f"exported {args.model} -> {out}; registered as version {version} in {registry.root} (active)")
 
 
 def _add_stages(commands: argparse._SubParsersAction) -> None:
@@ -177,11 +181,15 @@ def _add_stages(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default="reports/metrics.json")
     _with_params(p)
     p = _add(commands, "export", _cmd_export, "package the champion with metrics and data hash",
-             "Write the champion bundle with its test metrics and the raw-data fingerprint.")
+             "Write the champion bundle with its test metrics and the raw-data fingerprint, then\n"
+             "register it in the model registry as a new version and activate it.")
     p.add_argument("--model", default="artifacts/models/champion")
     p.add_argument("--metrics", default="reports/metrics.json")
     p.add_argument("--data", default="data/raw")
     p.add_argument("--out", default="artifacts/export")
+    p.add_argument("--registry", metavar="PATH",
+                   help="model registry to register and activate the export in "
+                        "(default: $LEADSCORE_REGISTRY or ./registry)")
 
 
 # --- your own flat table ---------------------------------------------------------------------------
@@ -299,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leadscore {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_stages, _add_flat):
+    for add in (_add_demo, _add_stages, _add_flat, add_models_command):
         add(commands)
     return parser
 

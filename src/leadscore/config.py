@@ -68,6 +68,7 @@ class LeakageParams:
 class DecisionParams:
     objective: str = "capacity"
     capacity_share: float | None = 0.10
+    capacity_per_day: float | None = None
     target_precision: float | None = 0.5
     tiers: tuple[dict[str, Any], ...] = ()
 
