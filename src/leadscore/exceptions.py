@@ -33,3 +33,7 @@ class ConfigError(LeadscoreError, ValueError):
 
 class LeakageError(DataValidationError):
     """Training stopped: some columns would not be known at scoring time."""
+
+
+class UnsupportedModelError(LeadscoreError, TypeError):
+    """The model (or an ensemble member) is of a kind that cannot be explained exactly."""
