@@ -102,8 +102,7 @@ def build_champion(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings:
                                       folds, column=segment_column, min_positives=min_positives,
                                       times=times)
     covered = selection.covered
-    raw = sum(w * selection.candidates[n].oof[covered] for n, w in selection.weights.items())
-    oof = selection.calibration.calibrator.transform(np.asarray(raw, float))
+    oof = selection.champion_oof()[covered]
     leads_per_day = None
     if times is not None:
         span_days = (times.max() - times.min()) / pd.Timedelta(days=1)

@@ -72,11 +72,7 @@ def fit_segments(X: pd.DataFrame, y: pd.Series, schema: TableSchema, selection: 
     X, y = X.reset_index(drop=True), y.reset_index(drop=True).astype(int)
     best = max(selection.weights, key=lambda n: selection.weights[n])  # the main member's family
     params = selection.candidates[best].params
-    raw = np.asarray(sum(w * selection.candidates[n].oof for n, w in selection.weights.items()), float)
-    global_oof = np.full(len(y), np.nan)
-    covered = ~np.isnan(raw)
-    calibrator = selection.model.calibrator
-    global_oof[covered] = raw[covered] if calibrator is None else calibrator.transform(raw[covered])
+    global_oof = selection.champion_oof()
     rows_out, models = [], {}
     values: list[Any] = list(X[column].dropna().unique()) if column in X.columns else []
     for value in sorted(values, key=str):

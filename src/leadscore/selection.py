@@ -79,6 +79,15 @@ class SelectionResult:
     covered: np.ndarray                     # rows with out-of-fold predictions
     seconds: float
 
+    def champion_oof(self, *, calibrated: bool = True) -> np.ndarray:
+        """The champion's out-of-fold probability per training row (NaN where never validated)."""
+        raw = np.asarray(sum(w * self.candidates[n].oof for n, w in self.weights.items()), float)
+        if not calibrated:
+            return raw
+        out = np.full(len(raw), np.nan)
+        out[self.covered] = self.calibration.calibrator.transform(raw[self.covered])
+        return out
+
 
 def better(metric: str, a: float, b: float) -> bool:
     """True when ``a`` is a better value of ``metric`` than ``b``."""
@@ -151,6 +160,7 @@ def evaluate_candidates(X: pd.DataFrame, y: pd.Series, schema: TableSchema, fold
     names = _check(settings)
     budgets = _budgets(names, settings)
     tuned = settings.n_trials > 0 or settings.time_budget is not None
+    key = data_key(X, y, folds) if tuned else ""
     results: dict[str, CandidateResult] = {}
     for name in tqdm(names, desc="candidates", disable=not progress):
         params = dict(settings.model_params.get(name, {}))
@@ -159,7 +169,7 @@ def evaluate_candidates(X: pd.DataFrame, y: pd.Series, schema: TableSchema, fold
             trials = settings.n_trials if settings.n_trials > 0 else 10_000  # the time budget binds
             tuning = tune(name, schema, X, y, folds, n_trials=trials, timeout=budgets[name],
                           seed=settings.seed, metric=settings.metric, storage=settings.storage,
-                          study_name=f"{name}-{settings.metric}-{data_key(X, y, folds)}",
+                          study_name=f"{name}-{settings.metric}-{key}",
                           base_params=params)
             params = {**params, **tuning.best_params}
         started = time.perf_counter()

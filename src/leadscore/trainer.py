@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from leadscore.bundle import ModelBundle, package_versions, save_bundle
@@ -59,9 +58,7 @@ def _save_selection(train: pd.DataFrame, X: pd.DataFrame, y: pd.Series, schema: 
                         "covered": selection.covered})
     for name, result in selection.candidates.items():
         oof[name] = result.oof
-    raw = sum(w * selection.candidates[n].oof for n, w in selection.weights.items())
-    oof["champion"] = selection.calibration.calibrator.transform(np.nan_to_num(np.asarray(raw, float)))
-    oof.loc[~selection.covered, "champion"] = np.nan
+    oof["champion"] = selection.champion_oof()
     folder = out_dir / "selection"
     write_table(oof, folder / "oof.parquet")
     selection.table.to_csv(folder / "cv_table.csv")
