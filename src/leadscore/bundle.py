@@ -107,6 +107,28 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
         raise ModelIntegrityError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def verify_artifact(model_dir: str | Path, meta: dict[str, Any]) -> Path:
+    """The bundle's artifact path, after checking that it exists and matches the sha256 in ``meta``.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the artifact is missing.
+    ModelIntegrityError
+        If it was changed or truncated since it was saved.
+    """
+    artifact = Path(model_dir) / str(meta.get("artifact", MODEL_FILE))
+    if not artifact.is_file():
+        raise ModelNotFoundError(f"no model artifact at {artifact}")
+    actual = file_sha256(artifact)
+    if actual != meta.get("sha256"):
+        raise ModelIntegrityError(
+            f"refusing to load {artifact}: expected sha256 {str(meta.get('sha256'))[:12]}..., "
+            f"got {actual[:12]}... (file changed or truncated)"
+        )
+    return artifact
+
+
 def load_bundle(model_dir: str | Path) -> ModelBundle:
     """Load a bundle after checking the artifact's sha256 against its metadata.
 
@@ -119,14 +141,5 @@ def load_bundle(model_dir: str | Path) -> ModelBundle:
     """
     model_dir = Path(model_dir)
     meta = read_metadata(model_dir)
-    model_path = model_dir / meta.get("artifact", MODEL_FILE)
-    if not model_path.exists():
-        raise ModelNotFoundError(f"no model artifact at {model_path}")
-    actual = file_sha256(model_path)
-    if actual != meta.get("sha256"):
-        raise ModelIntegrityError(
-            f"refusing to load {model_path}: sha256 {actual[:12]}... does not match the recorded "
-            f"{str(meta.get('sha256'))[:12]}... (file changed or truncated)"
-        )
-    payload = joblib.load(model_path)
+    payload = joblib.load(verify_artifact(model_dir, meta))
     return ModelBundle(payload["pipeline"], payload["schema"], meta)

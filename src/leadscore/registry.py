@@ -26,7 +26,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from leadscore.bundle import METADATA_FILE, MODEL_FILE, ModelBundle, file_sha256, load_bundle, read_metadata
+from leadscore.bundle import (
+    METADATA_FILE,
+    ModelBundle,
+    load_bundle,
+    read_metadata,
+    verify_artifact,
+)
 from leadscore.exceptions import ConfigError, ModelIntegrityError, ModelNotFoundError
 
 ENV_ROOT = "LEADSCORE_REGISTRY"
@@ -48,19 +54,6 @@ class VersionInfo:
     metrics: dict[str, float]  # numeric entries of metadata "test_metrics" (roc_auc, pr_auc, brier, ...)
     sha256: str
     active: bool
-
-
-def verify_artifact(model_dir: Path, meta: dict[str, Any]) -> None:
-    """Raise unless the bundle's artifact exists and matches the sha256 in its metadata."""
-    artifact = model_dir / str(meta.get("artifact", MODEL_FILE))
-    if not artifact.is_file():
-        raise ModelNotFoundError(f"no model artifact at {artifact}")
-    actual = file_sha256(artifact)
-    if actual != meta.get("sha256"):
-        raise ModelIntegrityError(
-            f"{artifact}: expected sha256 {str(meta.get('sha256'))[:12]}..., got {actual[:12]}... "
-            "(file changed or truncated)"
-        )
 
 
 def _numeric(values: Any) -> dict[str, float]:
