@@ -105,17 +105,6 @@ def stacked_share(shares: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def metric_by_fold(folds: pd.DataFrame, metric: str) -> Figure:
-    """A validation metric per expanding-window fold for each model."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, rows in folds.groupby("model"):
-        ax.plot(rows["fold"], rows[metric], marker="o", label=str(name))
-    ax.set(title=f"{metric} by fold (later folds = more recent data)", xlabel="fold", ylabel=metric)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def gains_and_lift(y: np.ndarray, probs: Mapping[str, np.ndarray]) -> Figure:
     """Cumulative gains (share of converters caught) and lift by share of leads contacted."""
     fig, (gain_ax, lift_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
