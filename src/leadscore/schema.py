@@ -79,6 +79,11 @@ class TableSchema:
     def feature_names(self) -> list[str]:
         return [f for c in self.columns for f in c.feature_names()]
 
+    def describe_columns(self) -> list[dict[str, object]]:
+        """Name, kind, required and training missing rate of every input column (for metadata)."""
+        return [{"name": c.name, "kind": c.kind, "required": c.required, "missing_rate": c.missing_rate}
+                for c in self.columns]
+
     @property
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.required]

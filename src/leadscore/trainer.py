@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _base_metadata(train: pd.DataFrame, params: Params, schema: Any) -> dict[str, Any]:
     return {
-        "features": [{"name": c.name, "kind": c.kind, "required": c.required} for c in schema.columns],
+        "features": schema.describe_columns(),
         "dropped_columns": schema.dropped,
         "excluded_columns": list(params.features.exclude),
         "training_window": [str(train["created_at"].min()), str(train["created_at"].max())],

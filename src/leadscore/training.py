@@ -169,8 +169,7 @@ def fit_table(
     metadata = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": champion.selection.champion,
-        "features": [{"name": c.name, "kind": c.kind, "required": c.required,
-                      "missing_rate": c.missing_rate} for c in schema.columns],
+        "features": schema.describe_columns(),
         "dropped_columns": schema.dropped,
         "target": target, "id_column": id_column, "time_column": time_column,
         "rows": int(len(y)), "positive_rate": round(float(y.mean()), 6),
