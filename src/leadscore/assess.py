@@ -64,8 +64,10 @@ def evaluate_models(models_dir: str | Path, test_path: str | Path, out_dir: str 
                                "models": {}}
     threshold = float(champion.metadata.get("threshold", {}).get("value", 0.5))
     truth = _truth(test, truth_path, snapshot_days, label_window_days)
+    prepared = prepare_features(test, champion.schema)  # the candidates share the champion's schema
     for name, bundle in bundles.items():
-        prob = bundle.pipeline.predict_proba(prepare_features(test, bundle.schema))[:, 1]
+        features = prepared if bundle.schema == champion.schema else prepare_features(test, bundle.schema)
+        prob = bundle.pipeline.predict_proba(features)[:, 1]
         predictions[name] = prob
         row = {**classification_metrics(y, prob, bins), **threshold_metrics(prob, y, threshold)}
         if truth is not None:
