@@ -175,6 +175,8 @@ class Scorer:
         """
         k = _check_k(reasons)
         frame = self.check(frame)
+        if frame.empty:
+            return self._empty(frame.index)
         X = self.features(frame)  # noqa: N806
         prob, agreement = _member_outputs(self.bundle.pipeline, X)
         if k:
@@ -193,6 +195,12 @@ class Scorer:
             "reasons": texts, "model_version": self.version,
             "scored_at": pd.Series([stamp] * len(X), dtype="datetime64[us, UTC]"),
         }, index=frame.index)
+
+    def _empty(self, index: pd.Index) -> pd.DataFrame:
+        dtypes = {"lead_id": "object", "probability": "float64", "score": "int16", "tier": "object",
+                  "action": "object", "confidence": "float64", "reasons": "object",
+                  "model_version": "object", "scored_at": "datetime64[us, UTC]"}
+        return pd.DataFrame({c: pd.Series(index=index, dtype=dtypes[c]) for c in OUTPUT_COLUMNS})
 
     def score_lead(self, lead: Mapping[str, Any], *, reasons: int = 3,
                    now: datetime | None = None) -> dict[str, Any]:
