@@ -10,6 +10,7 @@ import pytest
 from conftest import make_flat_leads
 
 from leadscore.cli import main
+from leadscore.scorer import OUTPUT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_fit_then_score_keeps_order_and_ids(fitted, tmp_path):
                  "-q"]) == 0
     scores = pd.read_csv(out)
     assert scores["lead_id"].tolist() == new["lead_id"].tolist()
-    assert list(scores.columns) == ["lead_id", "probability", "score", "tier", "action"]
+    assert list(scores.columns) == [*OUTPUT_COLUMNS, "run_id"]
     assert set(scores["tier"]) <= {"HIGH_PRIORITY", "MEDIUM_PRIORITY", "NURTURE", "LOW_PRIORITY"}
     high = scores["probability"] >= 0.7
     assert (scores.loc[high, "tier"] == "HIGH_PRIORITY").all()
@@ -58,7 +59,10 @@ def test_score_without_id_writes_row_numbers(tmp_path):
     leads.head(5).to_csv(tmp_path / "s.csv", index=False)
     assert main(["score", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "s.csv"),
                  "--output", str(tmp_path / "o.parquet"), "-q"]) == 0
-    assert pd.read_parquet(tmp_path / "o.parquet")["row"].tolist() == [1, 2, 3, 4, 5]
+    assert pd.read_parquet(tmp_path / "o.parquet")["lead_id"].tolist() == ["1", "2", "3", "4", "5"]
+    assert main(["score", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "s.csv"),
+                 "--output", str(tmp_path / "o2.parquet"), "-q", "--chunk-size", "2"]) == 0
+    assert pd.read_parquet(tmp_path / "o2.parquet")["lead_id"].tolist() == ["1", "2", "3", "4", "5"]
 
 
 def test_fit_errors(capsys, tmp_path):
@@ -96,11 +100,15 @@ def test_score_errors(capsys, fitted, tmp_path):
     dup = leads.copy()
     dup.loc[1, "lead_id"] = dup.loc[0, "lead_id"]
     dup.to_csv(path, index=False)
-    assert "duplicated" in run_error(capsys, ["score", "--model", str(model), "--input",
-                                              str(path), "--output", str(out)])
+    err = run_error(capsys, ["score", "--model", str(model), "--input", str(path), "--output", str(out),
+                             "--on-bad-row", "fail"])
+    assert f"bad row (lead {dup.loc[1, 'lead_id']}): lead_id appears more than once" in err
     assert "no model" in run_error(capsys, ["score", "--model", str(tmp_path), "--input",
                                             str(path), "--output", str(out)])
     assert not out.exists()
+    assert main(["score", "--model", str(model), "--input", str(path), "--output", str(out), "-q"]) == 0
+    assert "1 bad row(s) skipped, e.g. lead " in capsys.readouterr().err
+    assert len(pd.read_csv(out)) == len(dup) - 1
 
 
 def test_tampered_model_is_refused(capsys, fitted, tmp_path):

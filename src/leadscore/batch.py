@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from leadscore.data import clean_placeholders, parse_numeric, read_table, write_table
-from leadscore.exceptions import ConfigError, DataValidationError, InputFileError
+from leadscore.exceptions import ConfigError, DataValidationError, InputFileError, LeadscoreError
 from leadscore.scorer import OUTPUT_COLUMNS, Scorer
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ MAX_REPORTED_ERRORS = 1000  # kept in the run record; the count covers all
 class Source(Protocol):
     """Raw lead rows in deterministic chunks (the same input gives the same chunks)."""
 
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def fingerprint(self) -> str: ...
 
@@ -265,7 +266,8 @@ def find_bad_rows(frame: pd.DataFrame, scorer: Scorer, seen: set[str] | None = N
         for mask, why in ((infinite, "is not finite"), (bad_text, "is not a number")):
             hit = mask & (reasons == "")
             if hit.any():
-                reasons[hit] = [f"{spec.name} {value!r} {why}" for value in raw[hit]]
+                reasons.loc[hit] = pd.Series([f"{spec.name} {value!r} {why}" for value in raw[hit]],
+                                             index=raw.index[hit], dtype="object")
     return reasons
 
 
@@ -372,7 +374,8 @@ def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions 
     done_ids = sink.scored_ids(scorer.version) if options.incremental else set()
     seen: set[str] = set()
     began = time.perf_counter()
-    bar = tqdm(unit="rows", disable=not options.progress, desc="scoring", dynamic_ncols=True)
+    bar = tqdm(unit="rows", disable=None if options.progress else True,  # None: only on a terminal
+               desc="scoring", dynamic_ncols=True)
     try:
         for index, chunk in enumerate(source.chunks(options.chunk_size)):
             summary.rows_in += len(chunk)
@@ -409,6 +412,10 @@ def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions 
         record["incremental"] = options.incremental
         try:
             sink.finish(summary.status, record)
+        except LeadscoreError as exc:
+            if summary.status == "done":
+                raise
+            log.warning("could not record the failed run: %s", exc)  # keep the error that stopped it
         finally:
             sink.close()
     return summary
@@ -431,7 +438,8 @@ def _report_bad(chunk: pd.DataFrame, bad: pd.Series, scorer: Scorer, summary: Ru
                                       "score the other rows and report it")
         summary.rows_bad += 1
         if len(summary.errors) < MAX_REPORTED_ERRORS:
-            summary.errors.append({"lead_id": "" if pd.isna(lead) else str(lead), "reason": str(reason)})
+            missing = lead is None or (isinstance(lead, float) and np.isnan(lead))
+            summary.errors.append({"lead_id": "" if missing else str(lead), "reason": str(reason)})
         log.warning("skipped lead %s: %s", lead, reason)
 
 

@@ -37,3 +37,7 @@ class LeakageError(DataValidationError):
 
 class UnsupportedModelError(LeadscoreError, TypeError):
     """The model (or an ensemble member) is of a kind that cannot be explained exactly."""
+
+
+class StoreError(LeadscoreError):
+    """A database could not be reached, read or written (bad URL, missing table, failed transaction)."""

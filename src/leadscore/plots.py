@@ -144,33 +144,23 @@ def radar(values: Mapping[str, Mapping[str, float]], title: str = "Main metrics"
 
 
 def shap_summary(model: Any, X: pd.DataFrame, max_rows: int = 2000, seed: int = 42) -> Figure:
-    """SHAP beeswarm of the model's main tree member, on its own transformed inputs (not the pipeline)."""
+    """Beeswarm of the exact contributions of the whole served model (every member, weighted and
+    calibrated; :func:`leadscore.explain.contributions`), in score points per prepared feature.
+    Category colours follow the category codes (alphabetical)."""
     import shap
 
-    pipeline = _main_member(model)
-    prep, clf = pipeline[:-1], pipeline[-1]
+    from leadscore.explain import contributions
+
     sample = X.sample(min(len(X), max_rows), random_state=seed)
-    matrix = prep.transform(sample)
-    names = [str(n).split("__", 1)[-1] for n in matrix.columns]
-    values = shap.TreeExplainer(clf).shap_values(matrix.to_numpy(float))
-    values = values[1] if isinstance(values, list) else values
-    if values.ndim == 3:
-        values = values[:, :, 1]
+    points = contributions(model, sample).values * 100.0
+    shown = sample.copy()
+    for column in shown.columns:
+        if not pd.api.types.is_numeric_dtype(shown[column]):
+            shown[column] = shown[column].astype("category").cat.codes.replace(-1, np.nan).astype(float)
     plt.figure()
-    shap.summary_plot(values, matrix.to_numpy(float), feature_names=names, max_display=20, show=False)
+    shap.summary_plot(points.to_numpy(), shown.to_numpy(float), feature_names=list(sample.columns),
+                      max_display=20, show=False)
     fig = plt.gcf()
-    fig.suptitle(f"SHAP values of {type(clf).__name__} (log-odds)")
+    fig.suptitle("Exact contributions of the served model (score points)")
     fig.tight_layout()
     return fig
-
-
-def _main_member(model: Any) -> Any:
-    """The highest-weight tree-based member of an ensemble/segmented model (or the model itself)."""
-    model = getattr(model, "global_model", model)
-    members = getattr(model, "members", None)
-    if not members:
-        return model
-    weights = getattr(model, "weights", {})
-    trees = [n for n in members if n in ("lightgbm", "xgboost", "catboost", "random_forest")]
-    pool = trees or list(members)
-    return members[max(pool, key=lambda n: weights.get(n, 0))]

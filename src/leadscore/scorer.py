@@ -152,9 +152,8 @@ class Scorer:
         if model is not None and not str(model).isdigit():
             raise ModelNotFoundError(f"--model {model}: expected a model folder or a registry version "
                                      f"(YYYYMMDDHHMMSS), got neither")
-        version = str(model) if model is not None else reg.active_version()
-        bundle = reg.load(version)
-        return cls(bundle, str(bundle.metadata.get("version") or version), allow_missing)
+        bundle = reg.load(None if model is None else str(model))
+        return cls(bundle, str(bundle.metadata.get("version") or model), allow_missing)
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Model input for raw rows (the shared :func:`~leadscore.schema.prepare_features`)."""
@@ -185,8 +184,11 @@ class Scorer:
         else:
             texts = ['{"positive": [], "negative": []}'] * len(X)
         tier, action = assign_tiers(prob, self.tiers)
-        ids = frame[self.id_column].to_numpy() if self.id_column in frame.columns \
-            else np.arange(1, len(frame) + 1)
+        if self.id_column in frame.columns:
+            ids = frame[self.id_column].to_numpy()
+        else:  # 1-based row numbers of the input (a chunk keeps its rows' positions in its index)
+            ids = frame.index.to_numpy() + 1 if pd.api.types.is_integer_dtype(frame.index) \
+                else np.arange(1, len(frame) + 1)
         stamp = pd.Timestamp(now or datetime.now(UTC))
         stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
         return pd.DataFrame({
@@ -206,7 +208,7 @@ class Scorer:
                    now: datetime | None = None) -> dict[str, Any]:
         """One lead (raw fields as a mapping) -> the fields of :meth:`score_frame`, reasons as lists."""
         row = self.score_frame(pd.DataFrame([dict(lead)]), reasons=reasons, now=now).iloc[0]
-        out = row.to_dict()
+        out: dict[str, Any] = {str(k): v for k, v in row.items()}
         out["reasons"] = json.loads(out["reasons"])
         out["scored_at"] = row["scored_at"].isoformat()
         for key in ("probability", "confidence"):
