@@ -157,6 +157,7 @@ def test_cli_database_errors_are_one_line(model_dir, tmp_path, capsys):
                  "--output", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("leadscore score: error:") and "no_such_table" in err and len(err.splitlines()) == 1
-    assert main(["score", "--model", str(model_dir), "--input", url, "--output", str(tmp_path / "o.csv")]) == 2
+    out = str(tmp_path / "o.csv")
+    assert main(["score", "--model", str(model_dir), "--input", url, "--output", out]) == 2
     assert "--query" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
