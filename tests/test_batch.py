@@ -48,6 +48,7 @@ def test_file_output_has_every_field_in_input_order(scorer, leads, tmp_path, suf
     expected = scorer.score_frame(leads, now=NOW)
     np.testing.assert_allclose(scores["probability"], expected["probability"])
     assert scores["reasons"].tolist() == expected["reasons"].tolist()
+    assert (pd.to_datetime(scores["scored_at"], utc=True) == pd.Timestamp(NOW)).all()
     assert (summary.rows_in, summary.rows_scored, summary.status) == (250, 250, "done")
     record = json.loads((tmp_path / f"scores{suffix}.run.json").read_text())
     assert record["status"] == "done" and record["rows_scored"] == 250

@@ -228,7 +228,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    from leadscore.batch import BatchOptions, crm_source, open_sink, open_source, run_batch
+    from leadscore.batch import BatchOptions, Source, crm_source, open_sink, open_source, run_batch
     from leadscore.scorer import Scorer
 
     scorer = Scorer.load(args.model, registry=args.registry, allow_missing=args.allow_missing)
@@ -238,6 +238,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
         segment_column=args.segment_column or (params.segments.column if params else None),
         incremental=args.incremental, refresh_all=args.refresh_all, on_bad_row=args.on_bad_row,
         progress=not args.quiet)
+    source: Source
     if args.engine == "dask":
         from leadscore.dask_engine import score_parquet_dask
 

@@ -27,6 +27,15 @@ from leadscore.scorer import Scorer
 N_WORKERS = 2  # the target machine has 2 cores: one single-threaded worker process per core
 
 
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    text = pa.string()
+    return pa.schema([("lead_id", text), ("probability", pa.float64()), ("score", pa.int16()),
+                      ("tier", text), ("action", text), ("confidence", pa.float64()), ("reasons", text),
+                      ("model_version", text), ("scored_at", pa.timestamp("us", tz="UTC"))])
+
+
 def _score_partition(frame: pd.DataFrame, scorer: Scorer, options: BatchOptions,
                      cutoff: pd.Timestamp | None) -> pd.DataFrame:
     summary = RunSummary()
@@ -76,7 +85,7 @@ def score_parquet_dask(scorer: Scorer, input_path: str | Path, output_path: str 
             scored = frame.map_partitions(_score_partition, scorer, options, cutoff, meta=meta)
             if tmp.exists():
                 shutil.rmtree(tmp)
-            scored.to_parquet(tmp, write_index=False)
+            scored.to_parquet(tmp, write_index=False, schema=_arrow_schema())
             rows_in = int(frame.map_partitions(len).compute().sum())
             rows_out = int(dd.read_parquet(tmp, columns=["lead_id"]).map_partitions(len).compute().sum())
         if out.exists():

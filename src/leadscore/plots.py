@@ -156,7 +156,8 @@ def shap_summary(model: Any, X: pd.DataFrame, max_rows: int = 2000, seed: int = 
     shown = sample.copy()
     for column in shown.columns:
         if not pd.api.types.is_numeric_dtype(shown[column]):
-            shown[column] = shown[column].astype("category").cat.codes.replace(-1, np.nan).astype(float)
+            codes = shown[column].astype("category").cat.codes.astype(float)
+            shown[column] = codes.where(codes >= 0)
     plt.figure()
     shap.summary_plot(points.to_numpy(), shown.to_numpy(float), feature_names=list(sample.columns),
                       max_display=20, show=False)

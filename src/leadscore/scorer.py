@@ -195,7 +195,7 @@ class Scorer:
             "lead_id": ids, "probability": prob.round(6), "score": to_score(prob), "tier": tier,
             "action": action, "confidence": (agreement * support(X, self.schema)).round(4),
             "reasons": texts, "model_version": self.version,
-            "scored_at": pd.Series([stamp] * len(X), dtype="datetime64[us, UTC]"),
+            "scored_at": pd.Series([stamp] * len(X), index=frame.index, dtype="datetime64[us, UTC]"),
         }, index=frame.index)
 
     def _empty(self, index: pd.Index) -> pd.DataFrame:
