@@ -106,6 +106,17 @@ def test_base_params_are_kept_fixed(data):
     assert "smote" in make_model("logistic", schema, result.best_params).named_steps
 
 
+def test_fixed_params_are_never_searched(data, tmp_path):
+    schema, X, y, folds = data  # noqa: N806
+    db = tmp_path / "s.db"
+    result = tune("xgboost", schema, X, y, folds, n_trials=3, storage=db,
+                  base_params={"max_depth": 6, "n_estimators": 60}, fixed_params={"max_depth": 2})
+    assert result.best_params["max_depth"] == 2 and result.n_trials == 3
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{db}")
+    assert all("max_depth" not in t.params for t in study.trials)
+    assert {t.params.get("n_estimators") is not None for t in study.trials} == {True}
+
+
 def test_bad_inputs_are_rejected(data):
     schema, X, y, folds = data
     with pytest.raises(ConfigError, match="unknown metric 'f1'"):

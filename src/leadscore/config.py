@@ -82,6 +82,7 @@ class Params:
     test_months: int = 3
     comparison: ComparisonParams = ComparisonParams()
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fixed_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     segments: SegmentParams = SegmentParams()
     clusters_k: int = 5
     leakage: LeakageParams = LeakageParams()
@@ -144,6 +145,8 @@ def parse_params(raw: dict[str, Any]) -> Params:
         comparison=ComparisonParams(**comparison),
         model_params={k: dict(v) for k, v in
                       (_section(raw, "train").get("model_params") or {}).items()},
+        fixed_params={k: dict(v) for k, v in
+                      (_section(raw, "train").get("fixed_params") or {}).items()},
         segments=SegmentParams(**_section(raw, "segments")),
         clusters_k=int(_section(raw, "clusters").get("k", 5)),
         leakage=LeakageParams(**_tuples(_section(raw, "leakage"), "allow")),

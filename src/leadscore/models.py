@@ -9,7 +9,7 @@ joblib round trip, and names its steps ``prep`` and ``model`` (``prep``, ``smote
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -239,10 +239,14 @@ def _space(name: str) -> dict[str, Param]:
         ) from exc
 
 
-def suggest_params(name: str, trial: optuna.Trial) -> dict[str, Any]:
-    """Hyperparameters for candidate ``name`` drawn by an Optuna ``trial`` from :data:`SEARCH_SPACES`."""
+def suggest_params(name: str, trial: optuna.Trial, skip: Iterable[str] = ()) -> dict[str, Any]:
+    """Hyperparameters for candidate ``name`` drawn by an Optuna ``trial`` from :data:`SEARCH_SPACES`
+    (except the ``skip`` ones, which are fixed)."""
     params: dict[str, Any] = {}
+    skipped = set(skip)
     for key, p in _space(name).items():
+        if key in skipped:
+            continue
         if p.kind == "int":
             params[key] = trial.suggest_int(key, int(p.low), int(p.high), step=p.step, log=p.log)
         elif p.kind == "float":

@@ -54,6 +54,7 @@ class SelectionSettings:
     max_members: int = 3
     calibration_methods: tuple[str, ...] = ("none", "platt", "isotonic")
     model_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fixed_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # never tuned
     rules: tuple[Rule, ...] = ()
     seed: int = 42
 
@@ -163,14 +164,15 @@ def evaluate_candidates(X: pd.DataFrame, y: pd.Series, schema: TableSchema, fold
     key = data_key(X, y, folds) if tuned else ""
     results: dict[str, CandidateResult] = {}
     for name in tqdm(names, desc="candidates", disable=not progress):
-        params = dict(settings.model_params.get(name, {}))
+        fixed = dict(settings.fixed_params.get(name, {}))
+        params = {**settings.model_params.get(name, {}), **fixed}
         tuning = None
         if tuned and name in TUNING_COST:
             trials = settings.n_trials if settings.n_trials > 0 else 10_000  # the time budget binds
             tuning = tune(name, schema, X, y, folds, n_trials=trials, timeout=budgets[name],
                           seed=settings.seed, metric=settings.metric, storage=settings.storage,
                           study_name=f"{name}-{settings.metric}-{key}",
-                          base_params=params)
+                          base_params=params, fixed_params=fixed)
             params = {**params, **tuning.best_params}
         started = time.perf_counter()
         oof = _oof(build_estimator(name, schema, params, settings), X, y, folds)

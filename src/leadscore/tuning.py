@@ -69,12 +69,13 @@ def _storage_url(storage: str | Path | None) -> str | None:
 
 
 def _objective(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, folds: Folds,
-               base: dict[str, Any], seed: int, metric: str) -> Callable[[optuna.Trial], float]:
+               base: dict[str, Any], seed: int, metric: str,
+               fixed: dict[str, Any]) -> Callable[[optuna.Trial], float]:
     score = METRICS[metric][0]
     target = y.astype(int).to_numpy()
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base, **suggest_params(name, trial)}
+        params = {**base, **suggest_params(name, trial, skip=fixed), **fixed}
         scores: list[float] = []
         for step, (train, valid) in enumerate(folds):
             model = make_model(name, schema, params, seed).fit(X.iloc[train], target[train])
@@ -89,17 +90,19 @@ def _objective(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, fo
 
 
 def _open_study(name: str, metric: str, url: str | None, study_name: str, seed: int,
-                base: dict[str, Any]) -> optuna.Study:
+                base: dict[str, Any], fixed: dict[str, Any]) -> optuna.Study:
     study = optuna.create_study(
         storage=url, study_name=study_name, direction=METRICS[metric][1], load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     )
     setup = {"model": name, "metric": metric, "base_params": json.loads(json.dumps(base, default=str))}
+    if fixed:  # studies made before fixed parameters existed keep their settings
+        setup["fixed_params"] = json.loads(json.dumps(fixed, default=str))
     if not study.trials:
         for key, value in setup.items():
             study.set_user_attr(key, value)
-        study.enqueue_trial(search_defaults(name))
+        study.enqueue_trial({k: v for k, v in search_defaults(name).items() if k not in fixed})
     else:
         found = {key: study.user_attrs.get(key) for key in setup}
         if found != setup:
@@ -112,7 +115,7 @@ def tune(
     name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, folds: Folds,  # noqa: N803
     *, n_trials: int = 20, timeout: float | None = None, seed: int = 42, metric: str = "roc_auc",
     storage: str | Path | None = None, study_name: str | None = None,
-    base_params: Mapping[str, Any] | None = None,
+    base_params: Mapping[str, Any] | None = None, fixed_params: Mapping[str, Any] | None = None,
 ) -> TuningResult:
     """Search hyperparameters of candidate ``name`` by mean CV ``metric`` over ``folds``.
 
@@ -124,7 +127,8 @@ def tune(
     metric : ``"roc_auc"`` (maximised), ``"log_loss"`` or ``"brier"`` (minimised).
     storage : SQLite file (or a database URL) keeping the study, so a re-run continues it.
     study_name : defaults to ``"{name}-{metric}"``.
-    base_params : fixed parameters under the searched ones, e.g. ``{"smote": True}``.
+    base_params : parameters under the searched ones, e.g. ``{"smote": True}``.
+    fixed_params : parameters never searched, even if in the search space (e.g. ``{"max_depth": 3}``).
 
     Raises
     ------
@@ -136,15 +140,16 @@ def tune(
     started = time.perf_counter()
     _check_inputs(name, metric, y, folds)
     base = dict(base_params or {})
+    fixed = dict(fixed_params or {})
     study_name = study_name or f"{name}-{metric}"
     url = _storage_url(storage)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _open_study(name, metric, url, study_name, seed, base)
+        study = _open_study(name, metric, url, study_name, seed, base, fixed)
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if n_trials - done > 0:
-            study.optimize(_objective(name, schema, X, y, folds, base, seed, metric),
+            study.optimize(_objective(name, schema, X, y, folds, base, seed, metric, fixed),
                            n_trials=n_trials - done, timeout=timeout)
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -153,7 +158,7 @@ def tune(
         raise LeadscoreError(f"study {study_name!r}: expected at least one completed trial, got none")
     pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
     return TuningResult(
-        name=name, best_params={**base, **study.best_params}, best_value=float(study.best_value),
+        name=name, best_params={**base, **study.best_params, **fixed}, best_value=float(study.best_value),
         metric=metric, n_trials=len(complete), n_pruned=len(pruned),
         seconds=round(time.perf_counter() - started, 3), study_name=study_name,
     )
