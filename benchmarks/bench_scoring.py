@@ -61,7 +61,8 @@ def build_input(n_leads: int, workdir: Path, params_path: str) -> Path:
     for i, chunk in enumerate(np.array_split(np.arange(len(snap)), 8)):
         snap.iloc[chunk].to_parquet(parts / f"part-{i}.parquet", index=False)
     print(f"input: {n_leads:,} leads ({len(crm.activities):,} activities) generated in "
-          f"{generated - began:.1f} s; snapshots ({snap.shape[1]} columns) built in {built - generated:.1f} s "
+          f"{generated - began:.1f} s; snapshots ({snap.shape[1]} columns) built in "
+          f"{built - generated:.1f} s "
           f"({n_leads / (built - generated):,.0f} leads/s)")
     return path
 
@@ -140,7 +141,8 @@ def postgres(scorer: Scorer, path: Path, rows: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-leads", type=int, default=1_000_000)
     parser.add_argument("--reasons-rows", type=int, default=200_000,
                         help="leads scored with 3 reasons by the pandas engine (default: 200000)")

@@ -49,7 +49,8 @@ def selection_settings(params: Params, *, candidates: Iterable[str] | None = Non
         time_budget=budget or None, storage=comparison.study_storage, ensemble=comparison.ensemble,
         max_members=comparison.max_members, calibration_methods=comparison.calibration,
         model_params=model_params,
-        fixed_params={k: dict(v) for k, v in params.fixed_params.items()}, rules=rules_from_config(params.rules), seed=params.seed)
+        fixed_params={k: dict(v) for k, v in params.fixed_params.items()},
+        rules=rules_from_config(params.rules), seed=params.seed)
 
 
 def leakage_settings(leakage: LeakageParams, seed: int) -> LeakageSettings:
