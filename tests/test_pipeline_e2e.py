@@ -92,3 +92,30 @@ def test_second_repro_does_nothing_and_one_param_reruns_only_its_stage(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1])
     assert set(status) == {"eda"}
+
+
+def test_score_open_leads_from_the_crm_tables_with_the_active_model(project):
+    """`leadscore score --crm`: open leads snapshotted with the training feature code, scored by the
+    registry's active version, with reasons; the same leads and scores as the split's open rows."""
+    import pandas as pd
+
+    out = run(["leadscore", "score", "--crm", "data/raw", "--output", "scores/open.parquet",
+               "--reasons", "2", "-q"], project)
+    assert "scored" in out
+    scores = pd.read_parquet(project / "scores/open.parquet")
+    open_rows = pd.read_parquet(project / "artifacts/split/open.parquet")
+    outcomes = pd.read_parquet(project / "data/raw/outcomes.parquet")
+    converted = set(outcomes.loc[outcomes["converted_at"].notna(), "lead_id"].astype(str))
+    open_ids = set(open_rows["lead_id"].astype(str))
+    assert set(scores["lead_id"]) == open_ids - converted and len(scores) > 0
+    from leadscore.registry import Registry
+    from leadscore.scorer import Scorer
+
+    active = Registry(project / "registry").active_version()
+    assert set(scores["model_version"]) == {active}
+    expected = Scorer.load(registry=project / "registry").score_frame(open_rows, reasons=2)
+    merged = scores.merge(expected.astype({"lead_id": str}), on="lead_id", suffixes=("", "_split"))
+    assert len(merged) == len(scores)
+    assert (merged["probability"] - merged["probability_split"]).abs().max() < 1e-9
+    assert (merged["reasons"] == merged["reasons_split"]).all()
+    assert scores["reasons"].str.contains('"text"').any()

@@ -446,9 +446,10 @@ def _report_bad(chunk: pd.DataFrame, bad: pd.Series, scorer: Scorer, summary: Ru
 def crm_source(raw_dir: str | Path, params: Any, *, as_of: str | None = None) -> FrameSource:
     """Open leads of the CRM tables in ``raw_dir`` as snapshot rows, built by the training feature code.
 
-    A lead is open when it was created by ``as_of`` (default: the end of the data) and has not converted
-    by then. Its features are taken at ``created_at + snapshot_days`` (the moment the model was trained
-    to score), or at ``as_of`` for younger leads, exactly as ``dvc repro`` builds its rows.
+    Open, as ``dvc repro`` splits them: created by ``as_of`` (default: the end of the data), label window
+    (``label_window_days`` after the snapshot) not yet closed, and not converted by ``as_of``. Features
+    are taken at ``created_at + snapshot_days`` (the moment the model was trained to score), or at
+    ``as_of`` for younger leads, exactly as ``dvc repro`` builds its rows.
     """
     from leadscore import snapshot
     from leadscore.pipeline import data_fingerprint, load_crm
@@ -461,10 +462,13 @@ def crm_source(raw_dir: str | Path, params: Any, *, as_of: str | None = None) ->
     created = pd.to_datetime(leads["created_at"], errors="coerce")
     converted = leads["lead_id"].map(
         tables["outcomes"].set_index("lead_id")["converted_at"].pipe(pd.to_datetime, errors="coerce"))
-    open_leads = leads.loc[(created <= end) & ~(converted <= end).fillna(False).to_numpy(bool)]
-    snap = snapshot.build_snapshot(open_leads, tables["activities"],
+    candidates = leads.loc[(created <= end).to_numpy(bool) & ~(converted <= end).fillna(False).to_numpy(bool)]
+    snap = snapshot.build_snapshot(candidates, tables["activities"],
                                    snapshot_days=params.snapshot.snapshot_days, as_of=end,
                                    placeholders=params.features.placeholders,
                                    exclude=params.features.exclude)
+    snap = snapshot.attach_labels(snap, tables["outcomes"], end=end,
+                                  label_window_days=params.snapshot.label_window_days)
+    snap = snap.loc[snap["status"] == "open"].drop(columns=["label", "status"]).reset_index(drop=True)
     key = f"crm:{data_fingerprint(raw_dir)}:{end.isoformat()}"
     return FrameSource(snap, description=f"{raw_dir} (open leads as of {end})", key=key)
