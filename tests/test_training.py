@@ -7,7 +7,7 @@ from conftest import make_flat_leads
 
 from leadscore.bundle import load_bundle, save_bundle
 from leadscore.exceptions import ModelIntegrityError, TargetError
-from leadscore.scoring import score_table, to_score
+from leadscore.scorer import Scorer, to_score
 from leadscore.training import fit_table, make_holdout
 
 
@@ -45,8 +45,9 @@ def test_bundle_roundtrip_and_tamper_check(tmp_path):
     result = fit_table(leads, target="converted", id_column="lead_id", candidates=["logistic"])
     save_bundle(result.bundle, tmp_path / "m")
     loaded = load_bundle(tmp_path / "m")
-    a = score_table(result.bundle, leads.drop(columns=["converted"]))
-    b = score_table(loaded, leads.drop(columns=["converted"]))
+    now = pd.Timestamp("2026-01-01", tz="UTC")
+    a = Scorer(result.bundle, "v").score_frame(leads.drop(columns=["converted"]), now=now)
+    b = Scorer(loaded, "v").score_frame(leads.drop(columns=["converted"]), now=now)
     pd.testing.assert_frame_equal(a, b)
     raw = bytearray((tmp_path / "m" / "model.joblib").read_bytes())
     raw[100] ^= 0xFF
@@ -63,7 +64,8 @@ def test_scores_are_rounded_percentages():
 def test_score_is_identical_alone_and_in_batch():
     leads = make_flat_leads(300, seed=7)
     result = fit_table(leads, target="converted", id_column="lead_id", candidates=["lightgbm"])
-    batch = score_table(result.bundle, leads)
+    scorer, now = Scorer(result.bundle, "v"), pd.Timestamp("2026-01-01", tz="UTC")
+    batch = scorer.score_frame(leads, now=now)
     for i in (0, 10, 299):
-        alone = score_table(result.bundle, leads.iloc[[i]])
+        alone = scorer.score_frame(leads.iloc[[i]].reset_index(drop=True), now=now)
         pd.testing.assert_frame_equal(alone, batch.iloc[[i]].reset_index(drop=True))
