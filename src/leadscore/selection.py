@@ -8,6 +8,7 @@ Only the training rows given here are ever seen: the caller keeps the test perio
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,12 @@ def _check(settings: SelectionSettings) -> list[str]:
     return names
 
 
+def _settings_key(params: Mapping[str, Any], fixed: Mapping[str, Any]) -> str:
+    """Short hash of a candidate's declared and fixed parameters: other settings, another study."""
+    text = json.dumps({"params": params, "fixed": fixed}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def evaluate_candidates(X: pd.DataFrame, y: pd.Series, schema: TableSchema, folds: Folds,
                         settings: SelectionSettings, *, progress: bool = False) -> dict[str, CandidateResult]:
     """Tune (if a budget is set) and cross-validate every candidate on the same folds."""
@@ -171,7 +178,7 @@ def evaluate_candidates(X: pd.DataFrame, y: pd.Series, schema: TableSchema, fold
             trials = settings.n_trials if settings.n_trials > 0 else 10_000  # the time budget binds
             tuning = tune(name, schema, X, y, folds, n_trials=trials, timeout=budgets[name],
                           seed=settings.seed, metric=settings.metric, storage=settings.storage,
-                          study_name=f"{name}-{settings.metric}-{key}",
+                          study_name=f"{name}-{settings.metric}-{key}-{_settings_key(params, fixed)}",
                           base_params=params, fixed_params=fixed)
             params = {**params, **tuning.best_params}
         started = time.perf_counter()
