@@ -15,6 +15,7 @@ from pathlib import Path
 
 from leadscore import __version__
 from leadscore.cli_models import add_models_command
+from leadscore.cli_serve import add_serve_command
 from leadscore.exceptions import ConfigError, LeadscoreError
 
 log = logging.getLogger("leadscore")
@@ -369,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leadscore {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_stages, _add_flat, add_models_command):
+    for add in (_add_demo, _add_stages, _add_flat, add_models_command, add_serve_command):
         add(commands)
     return parser
 

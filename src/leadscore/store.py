@@ -207,7 +207,7 @@ def _iter_chunks(engine: sa.Engine, statement: sa.TextClause, label: str, chunk_
         engine.dispose()
 
 
-class _UtcDateTime(sa.TypeDecorator[datetime]):
+class UtcDateTime(sa.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
 
     impl = sa.DateTime(timezone=True)
@@ -232,14 +232,14 @@ def _build_tables(metadata: sa.MetaData, table: str) -> tuple[sa.Table, sa.Table
         sa.Column("lead_id", sa.Text, nullable=False), sa.Column("model_version", sa.Text, nullable=False),
         sa.Column("probability", sa.Float, nullable=False), sa.Column("score", sa.Integer, nullable=False),
         sa.Column("tier", sa.Text), sa.Column("action", sa.Text), sa.Column("confidence", sa.Float),
-        sa.Column("reasons", sa.Text), sa.Column("scored_at", _UtcDateTime, nullable=False),
+        sa.Column("reasons", sa.Text), sa.Column("scored_at", UtcDateTime, nullable=False),
         sa.Column("run_id", sa.Text), sa.PrimaryKeyConstraint("lead_id", "model_version"), schema=schema,
     )
     runs = sa.Table(
         f"{name}_runs", metadata,
         sa.Column("run_id", sa.Text, primary_key=True), sa.Column("run_key", sa.Text, index=True),
         sa.Column("status", sa.Text), sa.Column("model_version", sa.Text), sa.Column("source", sa.Text),
-        sa.Column("started_at", _UtcDateTime), sa.Column("finished_at", _UtcDateTime),
+        sa.Column("started_at", UtcDateTime), sa.Column("finished_at", UtcDateTime),
         sa.Column("rows_scored", sa.Integer), sa.Column("seconds", sa.Float),
         sa.Column("info", sa.Text), sa.Column("summary", sa.Text), schema=schema,
     )
@@ -247,7 +247,7 @@ def _build_tables(metadata: sa.MetaData, table: str) -> tuple[sa.Table, sa.Table
         f"{name}_chunks", metadata,
         sa.Column("run_id", sa.Text, primary_key=True),
         sa.Column("chunk_index", sa.Integer, primary_key=True), sa.Column("rows", sa.Integer),
-        sa.Column("committed_at", _UtcDateTime), schema=schema,
+        sa.Column("committed_at", UtcDateTime), schema=schema,
     )
     return scores, runs, chunks
 

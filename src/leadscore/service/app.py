@@ -1,0 +1,95 @@
+"""The FastAPI app: real-time scoring of raw leads with the registry's active model.
+
+:func:`create_app` wires the parts together: :class:`~leadscore.service.state.Service` (keys, buckets,
+metrics, the served model, the logs), the middleware (request ids and metrics, the body limit), the error
+handlers and the routes; the lifespan starts and stops the service. The OpenAPI document carries the
+request schema generated from the served model and is rebuilt when the served version changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from leadscore import __version__
+from leadscore.service.errors import install_error_handlers
+from leadscore.service.middleware import BodyLimit, RequestContext
+from leadscore.service.routes import router
+from leadscore.service.settings import ServiceSettings
+from leadscore.service.state import Service
+
+DESCRIPTION = """Scores leads with the registry's active model: the same code and the same numbers as
+batch scoring. Send raw CRM fields (see the `Lead` schema, generated from the served model); every
+response carries the `model_version` that produced it. Authenticate with the `X-API-Key` header."""
+
+
+def _request_schemas(svc: Service) -> dict[str, Any]:
+    served = svc.holder.current
+    if served is None:
+        return {"Lead": {"type": "object", "description": "no model loaded yet"},
+                "ScoreBatchRequest": {"type": "object", "properties": {
+                    "leads": {"type": "array", "items": {"$ref": "#/components/schemas/Lead"}}}}}
+    _, generated = models_json_schema(
+        [(served.models.lead, "validation"), (served.models.batch, "validation")],
+        ref_template="#/components/schemas/{model}")
+    return dict(generated["$defs"])
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The scoring service for ``settings`` (the model is loaded when the app starts).
+
+    Raises
+    ------
+    ConfigError
+        If no API keys file is given or it is invalid.
+    """
+    svc = Service.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(svc.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(svc.stop)
+
+    app = FastAPI(title="leadscore", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.service = svc
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=svc.metrics, routes=router.routes, draining=svc.draining)
+    app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        version = svc.holder.current.version if svc.holder.current else None
+        if app.openapi_schema is None or app.state.openapi_version != version:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(_request_schemas(svc))
+            app.openapi_schema, app.state.openapi_version = schema, version
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app for uvicorn worker processes: settings from ``$LEADSCORE_SERVICE_SETTINGS``.
+
+    leadscore's own log lines (model switches, prediction-log trouble) go to stderr next to uvicorn's,
+    tagged with the worker's process id.
+    """
+    package_log = logging.getLogger("leadscore")
+    if not package_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     [%(process)d] %(name)s: %(message)s"))
+        package_log.addHandler(handler)
+        package_log.setLevel(logging.INFO)
+    return create_app(ServiceSettings.from_env())

@@ -1,0 +1,186 @@
+"""The served model: one reference swapped atomically, kept in step with the registry's active pointer.
+
+A request reads :attr:`ModelHolder.current` once and uses that :class:`ServedModel` (scorer and request
+models together) to the end, so it never mixes two versions. A new version is loaded, verified and
+warmed up (one made-up lead scored, so first-use work such as compiling the fast path is done) before
+the reference is replaced. A background thread looks at the registry's ``ACTIVE``
+file every ``poll_interval`` seconds (one ``stat``; the file is re-read only when its inode, size or
+mtime changed), so switches made by other workers or by ``leadscore models activate`` reach every
+worker; a switch through this worker's admin endpoint is installed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from leadscore.exceptions import LeadscoreError, ModelNotFoundError
+from leadscore.registry import Registry
+from leadscore.scorer import Scorer
+from leadscore.service.schemas import LeadModels, build_models
+
+log = logging.getLogger(__name__)
+
+ACTIVE_FILE = "ACTIVE"
+Signature = tuple[int, int, int] | None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded, verified model version and the request models generated from its schema."""
+
+    scorer: Scorer
+    models: LeadModels
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def version(self) -> str:
+        return self.scorer.version
+
+
+WARM_UP_VALUES = {"numeric": 1.0, "categorical": "warm-up", "datetime": "2024-01-02T12:00:00",
+                  "email": "warm-up@example.com", "presence": "warm-up"}
+
+
+def warm_up(scorer: Scorer) -> None:
+    """Score a made-up lead once, alone and in a frame, so that work done on first use (the scorer
+    compiles its fast path) happens before the model serves, not in a client's request."""
+    lead = {c.name: WARM_UP_VALUES[c.kind] for c in scorer.schema.columns}
+    try:
+        scorer.score_lead(lead, reasons=3)
+        scorer.score_frame(pd.DataFrame([lead, lead]), reasons=3)
+    except LeadscoreError as exc:  # a model that rejects made-up values still serves real leads
+        log.warning("warm-up of model %s failed (%s); its first requests will be slower", scorer.version, exc)
+
+
+class ModelHolder:
+    """Holds the served model and follows the registry's active version.
+
+    Parameters
+    ----------
+    registry : the shared registry.
+    batch_limit : most leads per batch request (part of the generated batch model).
+    poll_interval : seconds between looks at the active pointer.
+    on_switch : called with (new version, previous version or None) after each swap.
+    """
+
+    def __init__(self, registry: Registry, *, batch_limit: int, poll_interval: float = 0.5,
+                 on_switch: Callable[[str, str | None], None] | None = None) -> None:
+        self.registry = registry
+        self.batch_limit = batch_limit
+        self.poll_interval = poll_interval
+        self.current: ServedModel | None = None
+        self.last_error: str | None = None
+        self._on_switch = on_switch or (lambda new, old: None)
+        self._signature: Signature = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _active_signature(self) -> Signature:
+        try:
+            st = os.stat(self.registry.root / ACTIVE_FILE)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def prepare(self, version: str) -> ServedModel:
+        """Load and verify ``version`` with its request models, without serving it yet.
+
+        Raises
+        ------
+        ModelNotFoundError, ModelIntegrityError
+            If the version does not exist or its artifact fails the sha256 check.
+        """
+        bundle = self.registry.load(version)  # registry versions only (never a folder path), verified
+        scorer = Scorer(bundle, str(bundle.metadata.get("version") or version))
+        warm_up(scorer)
+        return ServedModel(scorer, build_models(scorer.schema, self.batch_limit))
+
+    def install(self, served: ServedModel) -> None:
+        """Serve ``served`` from the next request on."""
+        with self._lock:
+            self._install(served)
+
+    def _install(self, served: ServedModel) -> None:
+        previous = self.current
+        self.current = served  # one reference assignment: atomic for readers
+        self.last_error = None
+        if previous is None or previous.version != served.version:
+            log.info("serving model %s (was %s)", served.version, previous.version if previous else "none")
+            self._on_switch(served.version, previous.version if previous else None)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Serve the registry's active version if it changed; True if a new model was swapped in.
+
+        A version that fails to load is reported in :attr:`last_error` and the current model stays.
+        """
+        signature = self._active_signature()
+        if not force and signature == self._signature and self.current is not None:
+            return False
+        with self._lock:
+            signature = self._active_signature()
+            if not force and signature == self._signature and self.current is not None:
+                return False
+            self._signature = signature
+            try:
+                active = self.registry.active_version()
+                if active is None:
+                    raise ModelNotFoundError(f"{self.registry.root}/ has no active model: run `dvc repro` or "
+                                             "`leadscore models activate VERSION`")
+                if self.current is not None and self.current.version == active:
+                    return False
+                served = self.prepare(active)
+            except LeadscoreError as exc:
+                if str(exc) != self.last_error:
+                    log.error("cannot serve the registry's active model: %s", exc)
+                self.last_error = str(exc)
+                return False
+            self._install(served)
+            return True
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            self.refresh()
+
+    def start(self) -> None:
+        """Start following the registry in a background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def activate(self, version: str) -> tuple[str, str | None]:
+        """Load ``version``, make it the registry's active version and serve it; (new, previous)."""
+        served = self.prepare(version)
+        with self._lock:
+            previous = self.registry.active_version()
+            self.registry.activate(version)
+            self._signature = self._active_signature()
+            self._install(served)
+        return served.version, previous
+
+    def rollback(self) -> tuple[str, str | None]:
+        """Roll the registry back one version and serve it; (new, previous)."""
+        with self._lock:
+            previous = self.registry.active_version()
+            version = self.registry.rollback()
+            self._signature = self._active_signature()
+            try:
+                served = self.prepare(version)
+            except LeadscoreError as exc:
+                self.last_error = str(exc)
+                raise
+            self._install(served)
+        return served.version, previous

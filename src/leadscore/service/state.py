@@ -1,0 +1,156 @@
+"""Everything one app instance holds (keys, buckets, metrics, the served model, the logs) and the one
+scoring function the endpoints call."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from leadscore.exceptions import ConfigError
+from leadscore.registry import Registry
+from leadscore.service.auth import KeyStore
+from leadscore.service.holder import ModelHolder, ServedModel
+from leadscore.service.metrics import ServiceMetrics, mark_process_dead
+from leadscore.service.middleware import Draining
+from leadscore.service.predlog import OutcomeStore, PredictionLog, open_database
+from leadscore.service.ratelimit import TokenBuckets
+from leadscore.service.settings import ServiceSettings
+
+SPILL_FILE = "prediction-log-unwritten.jsonl"
+RATE_FILE = "ratelimit.bin"
+
+
+def _native(value: Any) -> Any:
+    """A JSON-ready id: numpy scalars become Python ones, missing values None."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass
+class Service:
+    """The parts of a running service; ``start``/``stop`` open and close the databases and threads."""
+
+    settings: ServiceSettings
+    keys: KeyStore
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    draining: Draining = field(default_factory=Draining)
+
+    def __post_init__(self) -> None:
+        self.registry = Registry(self.settings.registry)
+        self.holder = ModelHolder(self.registry, batch_limit=self.settings.batch_limit,
+                                  poll_interval=self.settings.poll_interval, on_switch=self.metrics.serving)
+        state_dir = self.settings.state_dir
+        self.buckets = TokenBuckets(self.keys.names, state_dir / RATE_FILE if state_dir else None)
+        self._engine: sa.Engine | None = None
+        self._predlog: PredictionLog | None = None
+        self._outcomes: OutcomeStore | None = None
+        self._batch_limiter: anyio.CapacityLimiter | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> Service:
+        """Raises :class:`ConfigError` if the keys file is missing or invalid."""
+        if settings.keys_file is None:
+            raise ConfigError("the service needs an API keys file (--keys FILE): create keys with "
+                              "`leadscore serve --new-key NAME`")
+        return cls(settings, KeyStore.from_file(settings.keys_file))
+
+    @property
+    def predlog(self) -> PredictionLog:
+        assert self._predlog is not None, "the service is not started"
+        return self._predlog
+
+    @property
+    def outcomes(self) -> OutcomeStore:
+        assert self._outcomes is not None, "the service is not started"
+        return self._outcomes
+
+    def start(self) -> None:
+        """Open the log database, start its writer, load the active model and follow the registry."""
+        s, metrics = self.settings, self.metrics
+        self._engine, log_table, outcome_table = open_database(s.prediction_log_url, s.log_table,
+                                                               s.outcomes_table)
+        self._predlog = PredictionLog(
+            self._engine, log_table, batch_size=s.log_batch_size, flush_interval=s.log_flush_interval,
+            max_queue=s.log_max_queue, spill_path=s.registry.resolve().parent / SPILL_FILE,
+            on_depth=metrics.queue_depth.set, on_written=metrics.log_rows.inc,
+            on_failure=metrics.log_failures.inc)
+        self._predlog.start()
+        self._outcomes = OutcomeStore(self._engine, outcome_table)
+        # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
+        # keeps answering single leads (about a millisecond each: scored inline), /health and /metrics
+        self._batch_limiter = anyio.CapacityLimiter(1)
+        self.holder.refresh(force=True)
+        self.holder.start()
+        self.draining.install()
+
+    def stop(self) -> None:
+        """Stop following the registry, write every buffered log row, close the database."""
+        self.draining.uninstall()
+        self.holder.stop()
+        if self._predlog is not None:
+            self._predlog.close()
+        if self._engine is not None:
+            self._engine.dispose()
+        self.buckets.close()
+        mark_process_dead(os.getpid())
+
+    async def score(self, served: ServedModel, leads: list[BaseModel], reasons: int, request_id: str, *,
+                    batch: bool) -> list[dict[str, Any]]:
+        """Score validated leads: one lead inline, a batch in a worker thread (one batch at a time)."""
+        if not batch:
+            return self.score_now(served, leads, reasons, request_id)
+        return await anyio.to_thread.run_sync(self.score_now, served, leads, reasons, request_id,
+                                              limiter=self._batch_limiter)
+
+    def score_now(self, served: ServedModel, leads: list[BaseModel], reasons: int,
+                  request_id: str) -> list[dict[str, Any]]:
+        """The scorer's output for each lead, as JSON-ready dicts.
+
+        Every result is handed to the prediction log before it is returned, so nothing acknowledged goes
+        unlogged.
+        """
+        models = served.models
+        id_column = served.scorer.schema.id_column
+        rows = [models.row(lead) for lead in leads]
+        if len(rows) == 1:  # Scorer.score_lead: the same numbers as score_frame, without a DataFrame
+            row = {k: v for k, v in rows[0].items() if k != id_column or v is not None}
+            results = [served.scorer.score_lead(row, reasons=reasons)]
+        else:
+            frame = pd.DataFrame(rows, columns=list(models.scored))
+            if id_column and frame[id_column].isna().all():
+                frame = frame.drop(columns=id_column)  # no ids sent: positions, as in batch scoring
+            results = _records(served.scorer.score_frame(frame, reasons=reasons))
+        for result, lead in zip(results, leads, strict=True):
+            sent_id = None if id_column else models.lead_id(lead)
+            result["lead_id"] = _native(result["lead_id"]) if sent_id is None else sent_id
+        stamp = datetime.fromisoformat(results[0]["scored_at"])
+        self.predlog.submit([
+            {"request_id": request_id, "lead_id": None if r["lead_id"] is None else str(r["lead_id"]),
+             "model_version": r["model_version"], "probability": r["probability"], "score": r["score"],
+             "tier": r["tier"], "inputs": models.inputs(lead), "outputs": r, "scored_at": stamp}
+            for r, lead in zip(results, leads, strict=True)])
+        self.metrics.observe_scores(served.version, [r["tier"] for r in results],
+                                    [r["score"] for r in results])
+        return results
+
+
+def _records(scored: pd.DataFrame) -> list[dict[str, Any]]:
+    """``score_frame`` output as JSON-ready dicts (reasons parsed, times as ISO 8601 text)."""
+    columns = {
+        "lead_id": scored["lead_id"].tolist(), "probability": scored["probability"].astype(float).tolist(),
+        "score": scored["score"].astype(int).tolist(), "tier": scored["tier"].tolist(),
+        "action": scored["action"].tolist(), "confidence": scored["confidence"].astype(float).tolist(),
+        "reasons": [json.loads(text) for text in scored["reasons"]],
+        "model_version": scored["model_version"].tolist(),
+        "scored_at": [stamp.isoformat() for stamp in scored["scored_at"]]}
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
