@@ -97,23 +97,25 @@ def test_bad_rows_are_reported_and_skipped_or_stop_the_run(scorer, leads, tmp_pa
     bad.loc[bad.index[2], "budget"] = float("inf")
     bad.loc[bad.index[3], "lead_id"] = None
     bad.loc[bad.index[4], "lead_id"] = bad.loc[bad.index[0], "lead_id"]
+    bad.loc[bad.index[5], "budget"] = "-Infinity"
     reasons = find_bad_rows(bad, scorer)
-    assert reasons.iloc[1] == "budget 'lots' is not a number"
+    assert reasons.iloc[1] == ""  # text in a number field: scored as missing, logged, not dropped
     assert reasons.iloc[2] == "budget inf is not finite"
     assert reasons.iloc[3] == "lead_id is empty"
     assert reasons.iloc[4] == "lead_id appears more than once"
-    assert (reasons.iloc[[0, 5, 6, 7, 8, 9]] == "").all()
+    assert reasons.iloc[5] == "budget '-Infinity' is not finite"
+    assert (reasons.iloc[[0, 1, 6, 7, 8, 9]] == "").all()
 
     out = tmp_path / "s.parquet"
     summary = run_batch(scorer, FrameSource(bad), FileSink(out), options())
     assert summary.rows_bad == 4 and summary.rows_scored == 6
-    assert {e["lead_id"] for e in summary.errors} == {str(bad["lead_id"].iloc[i]) for i in (1, 2, 4)} | {""}
-    assert len(pd.read_parquet(out)) == 6
+    assert {e["lead_id"] for e in summary.errors} == {str(bad["lead_id"].iloc[i]) for i in (2, 4, 5)} | {""}
+    assert bad["lead_id"].iloc[1] in set(pd.read_parquet(out)["lead_id"])
     record = json.loads((tmp_path / "s.parquet.run.json").read_text())
     assert len(record["errors"]) == 4
 
     strict = tmp_path / "strict.parquet"
-    with pytest.raises(DataValidationError, match=rf"bad row \(lead {bad['lead_id'].iloc[1]}\)"):
+    with pytest.raises(DataValidationError, match=rf"bad row \(lead {bad['lead_id'].iloc[2]}\)"):
         run_batch(scorer, FrameSource(bad), FileSink(strict), options(on_bad_row="fail"))
     assert not strict.exists()
 

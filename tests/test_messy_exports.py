@@ -47,7 +47,7 @@ def test_kaggle_like_export_fits_and_scores_from_excel(tmp_path):
     assert main(["score", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "new.csv"),
                  "--output", str(tmp_path / "s.parquet"), "-q"]) == 0
     scores = pd.read_parquet(tmp_path / "s.parquet")
-    assert scores["Prospect ID"].tolist() == frame["Prospect ID"].tolist()
+    assert scores["lead_id"].tolist() == frame["Prospect ID"].tolist()
     assert scores["probability"].std() > 0.01  # the renamed columns were really used
 
 

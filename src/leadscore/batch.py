@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from leadscore.data import clean_placeholders, parse_numeric, read_table, write_table
+from leadscore.data import read_table, write_table
 from leadscore.exceptions import ConfigError, DataValidationError, InputFileError, LeadscoreError
 from leadscore.scorer import OUTPUT_COLUMNS, Scorer
 
@@ -244,31 +244,36 @@ def open_source(input_: str, *, query: str | None = None, order_by: str | None =
 def find_bad_rows(frame: pd.DataFrame, scorer: Scorer, seen: set[str] | None = None) -> pd.Series:
     """Reason per bad row (empty string: fine), indexed like ``frame``.
 
-    Bad: no id; an id already seen (in this chunk or, via ``seen``, an earlier one); a numeric field
-    holding text that is not a number, or an infinite number.
+    Bad: no id; an id already seen (in this chunk or, via ``seen``, an earlier one); an infinite number
+    in a numeric field. Text that is not a number is not a bad row: it is scored as missing and logged,
+    as in training (:func:`~leadscore.schema.prepare_features`).
     """
-    reasons = pd.Series("", index=frame.index, dtype="object")
+    reasons = np.full(len(frame), "", dtype=object)
     id_column = scorer.schema.id_column
     if id_column and id_column in frame.columns:
         ids = frame[id_column]
-        reasons[ids.isna()] = f"{id_column} is empty"
+        empty = ids.isna().to_numpy()
+        reasons[empty] = f"{id_column} is empty"
         text = ids.astype(str)
-        dup = text.duplicated() | (text.isin(seen) if seen else False)
-        reasons[dup & ids.notna() & (reasons == "")] = f"{id_column} appears more than once"
+        dup = text.duplicated().to_numpy()
+        if seen:
+            dup = dup | text.isin(seen).to_numpy()
+        reasons[dup & ~empty] = f"{id_column} appears more than once"
     for spec in scorer.schema.columns:
         if spec.kind != "numeric" or spec.name not in frame.columns:
             continue
-        raw = clean_placeholders(frame[spec.name], scorer.schema.placeholders)
-        numbers = parse_numeric(raw)
-        direct = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
-        infinite = pd.Series(np.isinf(direct.to_numpy(dtype="float64", na_value=np.nan)), index=frame.index)
-        bad_text = raw.notna() & numbers.isna() & ~infinite
-        for mask, why in ((infinite, "is not finite"), (bad_text, "is not a number")):
-            hit = mask & (reasons == "")
-            if hit.any():
-                reasons.loc[hit] = pd.Series([f"{spec.name} {value!r} {why}" for value in raw[hit]],
-                                             index=raw.index[hit], dtype="object")
-    return reasons
+        raw = frame[spec.name]
+        if pd.api.types.is_float_dtype(raw):
+            infinite = np.isinf(raw.to_numpy(dtype="float64", na_value=np.nan))
+        elif pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
+            numbers = pd.to_numeric(raw, errors="coerce")  # "inf", "-Infinity", float("inf")
+            infinite = np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan))
+        else:
+            continue
+        hit = infinite & (reasons == "")
+        if hit.any():
+            reasons[hit] = [f"{spec.name} {value!r} is not finite" for value in raw[hit]]
+    return pd.Series(reasons, index=frame.index, dtype="object")
 
 
 # --- the run ---------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,46 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def placeholder_tokens(placeholders: Iterable[str]) -> frozenset[str]:
+    """Placeholder values as compared: stripped and case-folded."""
+    return frozenset(str(p).strip().casefold() for p in placeholders)
+
+
+def map_values(values: np.ndarray, func: Callable[[Any], Any]) -> np.ndarray:
+    """``func`` applied to every value of a 1-D array, as an object array.
+
+    When every present value is a string, each distinct string is processed once and all missing values
+    (None, NaN, NA) are passed to ``func`` as NaN, so ``func`` must treat every missing value alike.
+    """
+    values = np.asarray(values, dtype=object)
+    if len(values) > 1 and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        codes, uniques = pd.factorize(values)
+        mapped = np.empty(len(uniques) + 1, dtype=object)
+        mapped[:-1] = [func(v) for v in uniques]
+        mapped[-1] = func(np.nan)
+        return mapped.take(codes)
+    out = np.empty(len(values), dtype=object)
+    out[:] = [func(v) for v in values]
+    return out
+
+
+def clean_text(values: np.ndarray, tokens: frozenset[str]) -> np.ndarray:
+    """Array form of :func:`clean_placeholders` for a text column: an object array with strings stripped
+    and placeholders (``tokens``, from :func:`placeholder_tokens`) and missing values as NaN."""
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            stripped = v.strip()
+            return np.nan if stripped.casefold() in tokens else stripped
+        return v
+
+    out = map_values(values, clean)
+    out[missing] = np.nan
+    return out
+
+
 def clean_placeholders(series: pd.Series, placeholders: Iterable[str]) -> pd.Series:
     """Strip text cells and turn placeholder values ("Select", "N/A", "", ...) into missing.
 
@@ -149,11 +190,36 @@ def clean_placeholders(series: pd.Series, placeholders: Iterable[str]) -> pd.Ser
     """
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
         return series
-    text = series.astype("object").where(series.notna(), None)
-    stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-    tokens = {str(p).strip().casefold() for p in placeholders}
-    folded = stripped.map(lambda v: v.casefold() if isinstance(v, str) else v)
-    return stripped.mask(folded.isin(tokens) | stripped.isna(), np.nan).astype("object")
+    cleaned = clean_text(series.to_numpy(dtype=object), placeholder_tokens(placeholders))
+    return pd.Series(cleaned, index=series.index, name=series.name, dtype="object")
+
+
+def _number_text(v: Any) -> Any:
+    """A text cell with currency signs, spaces, thousands separators or a decimal comma made plain."""
+    if not isinstance(v, str):
+        return v
+    v = _CURRENCY.sub("", v)
+    if _THOUSANDS.match(v):
+        v = v.replace(",", "")
+    return v.replace(",", ".") if _DECIMAL_COMMA.match(v) else v
+
+
+def parse_numbers(values: np.ndarray) -> np.ndarray:
+    """Array form of :func:`parse_numeric`: float64, NaN where a value is missing, unparseable or infinite.
+
+    NumPy booleans and numbers convert directly; an object array is parsed as text.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "biuf":
+        numbers = values.astype("float64")
+    else:
+        text = pd.Series(values, dtype=object)
+        if len(values) > 1 and pd.api.types.infer_dtype(values, skipna=True) == "string":
+            text = pd.Series(map_values(values, _number_text), dtype=object)
+        else:  # Series.map infers the result's dtype (e.g. timestamps), which decides how it parses
+            text = text.map(_number_text)
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+    return np.where(np.isinf(numbers), np.nan, numbers)
 
 
 def parse_numeric(series: pd.Series) -> pd.Series:
@@ -161,18 +227,11 @@ def parse_numeric(series: pd.Series) -> pd.Series:
 
     Infinite values become NaN too: they carry no usable magnitude.
     """
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype("float64")
-    if pd.api.types.is_numeric_dtype(series):
-        values = series.astype("float64")
-        return values.mask(np.isinf(values))
-    text = series.astype("object").map(lambda v: _CURRENCY.sub("", v) if isinstance(v, str) else v)
-    text = text.map(lambda v: v.replace(",", "") if isinstance(v, str) and _THOUSANDS.match(v) else v)
-    text = text.map(
-        lambda v: v.replace(",", ".") if isinstance(v, str) and _DECIMAL_COMMA.match(v) else v
-    )
-    values = pd.to_numeric(text, errors="coerce").astype("float64")
-    return values.mask(np.isinf(values))
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        values = series.to_numpy(dtype=object)
+    return pd.Series(parse_numbers(values), index=series.index, name=series.name, dtype="float64")
 
 
 def coerce_target(series: pd.Series, name: str | None = None) -> pd.Series:

@@ -29,6 +29,8 @@ shares are of a net change, so a steep calibration segment scales both sides up 
 from __future__ import annotations
 
 import calendar
+import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -155,18 +157,26 @@ def _member_margins(member: Any, X: pd.DataFrame) -> _Margins:  # noqa: N803
         f"regression, or a RuleScorer, got {type(model).__name__}")
 
 
+def to_probability_units(base: np.ndarray, values: np.ndarray, link: Callable[[np.ndarray], np.ndarray],
+                         served: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2 for one member: (p0, contributions in probability units) from margins ``base`` (n,) and
+    ``values`` (n, m) in the units ``link`` maps to a probability. ``served``: the probability the model
+    serves, when it may differ by float32 rounding (XGBoost)."""
+    total = values.sum(axis=1)
+    p = link(base + total)
+    p0 = np.asarray(link(base), dtype="float64")
+    shared = np.abs(total) >= _TINY
+    values = values * np.where(shared, (p - p0) / np.where(shared, total, 1.0), 0.0)[:, None]
+    if served is None:
+        return p0, values
+    return _absorb_rounding(p0, values, served - p)
+
+
 def _probability(margins: _Margins) -> tuple[np.ndarray, np.ndarray]:
     """(p0, contributions in probability units) of one member (step 2)."""
     if margins.link is None:
         return margins.base, margins.values
-    total = margins.values.sum(axis=1)
-    p = margins.link(margins.base + total)
-    p0 = np.asarray(margins.link(margins.base), dtype="float64")
-    shared = np.abs(total) >= _TINY
-    values = margins.values * np.where(shared, (p - p0) / np.where(shared, total, 1.0), 0.0)[:, None]
-    if margins.served is None:
-        return p0, values
-    return _absorb_rounding(p0, values, margins.served - p)
+    return to_probability_units(margins.base, margins.values, margins.link, margins.served)
 
 
 def _absorb_rounding(p0: np.ndarray, values: np.ndarray, gap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,28 +205,40 @@ def _source_feature(name: str, groups: Mapping[str, list[str]], features: list[s
     return max(prefixes, key=len) if prefixes else None
 
 
-def _to_features(values: np.ndarray, margins: _Margins, features: list[str]) -> np.ndarray:
+def feature_positions(names: list[str], groups: Mapping[str, list[str]], features: list[str]) -> np.ndarray:
+    """Step 3: for each transformed column, the position in ``features`` of the feature it comes from."""
     position = {f: j for j, f in enumerate(features)}
-    mapping = np.zeros((len(margins.names), len(features)))
-    for i, name in enumerate(margins.names):
-        source = _source_feature(name, margins.groups, features)
+    out = np.empty(len(names), dtype=np.int64)
+    for i, name in enumerate(names):
+        source = _source_feature(name, groups, features)
         if source not in position:
             raise DataValidationError(f"transformed column {name!r}: expected it to come from one of the "
                                       f"prepared features of X, got no match among {len(features)} columns")
-        mapping[i, position[source]] = 1.0
+        out[i] = position[source]
+    return out
+
+
+def _to_features(values: np.ndarray, margins: _Margins, features: list[str]) -> np.ndarray:
+    mapping = np.zeros((len(margins.names), len(features)))
+    mapping[np.arange(len(margins.names)), feature_positions(margins.names, margins.groups, features)] = 1.0
     return values @ mapping
 
 
-def _calibrate(base: np.ndarray, values: np.ndarray, calibrator: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Step 5: scale contributions so that base + sum is the calibrated probability."""
+def calibrate_contributions(base: np.ndarray, values: np.ndarray,
+                            transform: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: scale contributions so that base + sum is the calibrated probability ``transform(p)``."""
     n = len(base)
     p0 = np.clip(base, 0.0, 1.0)
     p = np.clip(p0 + values.sum(axis=1), 0.0, 1.0)
-    mapped = np.asarray(calibrator.transform(np.concatenate([p, p0])), dtype="float64")
+    mapped = np.asarray(transform(np.concatenate([p, p0])), dtype="float64")
     gp, gp0 = mapped[:n], mapped[n:]
     moved = np.abs(p - p0) >= _TINY
     scale = np.where(moved, (gp - gp0) / np.where(moved, p - p0, 1.0), 0.0)
     return np.where(moved, gp0, gp), values * scale[:, None]
+
+
+def _calibrate(base: np.ndarray, values: np.ndarray, calibrator: Any) -> tuple[np.ndarray, np.ndarray]:
+    return calibrate_contributions(base, values, calibrator.transform)
 
 
 def _segmented(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
@@ -426,6 +448,64 @@ def score_points(contrib: Contributions) -> pd.DataFrame:
     return contrib.values * 100.0
 
 
+def _picks(raw: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(order, points, up counts, down counts): per row the features by contribution, largest first
+    (ties by column), their points ``rint(100 * value)``, and how many to show per side (at most k)."""
+    order = np.argsort(-raw, axis=1, kind="stable")
+    points = np.rint(100.0 * raw).astype(int)
+    up = np.minimum((points > 0).sum(axis=1), k)  # points fall along ``order``: positives lead,
+    down = np.minimum((points < 0).sum(axis=1), k)  # negatives trail
+    return order, points, up, down, order[:, ::-1]
+
+
+def _shown(value: Any) -> Any:
+    return float(value) if isinstance(value, np.floating) else value
+
+
+def reason_items(values: np.ndarray, columns: Mapping[str, np.ndarray], fields: list[str],
+                 k: int) -> list[dict[str, list[Reason]]]:
+    """:func:`top_reasons` on arrays: ``values`` (n, len(fields)) contributions, ``columns`` the
+    prepared feature arrays by name (the values shown in the texts)."""
+    raw = np.asarray(values, dtype="float64")
+    order, points, up, down, reverse = _picks(raw, k)
+    shown = [columns[f] for f in fields]
+    return [{side: [_reason(fields[j], int(points[r, j]), _shown(shown[j][r])) for j in cols[r, :count[r]]]
+             for side, cols, count in (("positive", order, up), ("negative", reverse, down))}
+            for r in range(len(raw))]
+
+
+def _value_key(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, float) and value == value:
+        return ("f", value, math.copysign(1.0, value))  # 0.0 and -0.0 read differently
+    return ("r", type(value).__name__, repr(value))
+
+
+def reason_texts(values: np.ndarray, columns: Mapping[str, np.ndarray], fields: list[str],
+                 k: int) -> list[str]:
+    """Per row, ``{"positive": [...], "negative": [...]}`` as JSON text (:func:`json.dumps`, non-ASCII
+    kept) of :func:`reason_items`, each item ``{"field", "points", "text"}``; identical items are
+    rendered once."""
+    raw = np.asarray(values, dtype="float64")
+    order, points, up, down, reverse = _picks(raw, k)
+    shown = [columns[f] for f in fields]
+    done: dict[tuple[int, int, Any], str] = {}
+
+    def item(r: int, j: int) -> str:
+        value = _shown(shown[j][r])
+        key = (j, int(points[r, j]), _value_key(value))
+        text = done.get(key)
+        if text is None:
+            reason = _reason(fields[j], key[1], value)
+            item = {"field": reason.field, "points": reason.points, "text": reason.text}
+            text = done[key] = json.dumps(item, ensure_ascii=False)
+        return text
+
+    return ['{"positive": [' + ", ".join(item(r, j) for j in order[r, :up[r]]) + '], "negative": ['
+            + ", ".join(item(r, j) for j in reverse[r, :down[r]]) + "]}" for r in range(len(raw))]
+
+
 def top_reasons(contrib: Contributions, X: pd.DataFrame, k: int = 3) -> list[dict[str, list[Reason]]]:  # noqa: N803
     """Per row, the ``k`` features that raised the score most and the ``k`` that lowered it most.
 
@@ -449,18 +529,8 @@ def top_reasons(contrib: Contributions, X: pd.DataFrame, k: int = 3) -> list[dic
     absent = [c for c in values.columns if c not in X.columns]
     if absent:
         raise DataValidationError(f"X: expected the explained columns, got none for {absent[:5]}")
-    raw = values.to_numpy(dtype="float64")
-    order = np.argsort(-raw, axis=1, kind="stable")
-    points = np.take_along_axis(np.rint(100.0 * raw).astype(int), order, axis=1)
-    shown = X[list(values.columns)].to_numpy(dtype=object)
-    fields = [str(c) for c in values.columns]
-    result = []
-    for r in range(len(values)):
-        up = order[r][points[r] > 0][:k]
-        down = order[r][::-1][points[r][::-1] < 0][:k]
-        result.append({side: [_reason(fields[j], int(np.rint(100.0 * raw[r, j])), shown[r, j]) for j in cols]
-                       for side, cols in (("positive", up), ("negative", down))})
-    return result
+    columns = {str(c): X[c].to_numpy(dtype=object) for c in values.columns}
+    return reason_items(values.to_numpy(dtype="float64"), columns, [str(c) for c in values.columns], k)
 
 
 def _reason(field: str, points: int, value: Any) -> Reason:

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from leadscore.config import DEFAULT_PLACEHOLDERS
-from leadscore.data import clean_placeholders, parse_numeric
+from leadscore.data import (
+    clean_placeholders,
+    clean_text,
+    map_values,
+    parse_numbers,
+    parse_numeric,
+    placeholder_tokens,
+)
 from leadscore.exceptions import DataValidationError
 
 log = logging.getLogger(__name__)
@@ -180,28 +187,43 @@ def infer_schema(
                        target=target, placeholders=placeholders, dropped=dropped)
 
 
-def _datetime_parts(values: pd.Series) -> pd.DataFrame:
-    stamps = pd.to_datetime(values, errors="coerce", format="mixed", utc=True) \
-        if not pd.api.types.is_datetime64_any_dtype(values) else values
-    return pd.DataFrame({
-        "month": stamps.dt.month.astype("float64"),
-        "dayofweek": stamps.dt.day_of_week.astype("float64"),
-        "hour": stamps.dt.hour.astype("float64"),
-    }, index=values.index)
+def datetime_parts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Month, day of week and hour (float64, NaN when missing or unparseable) of a 1-D array.
+
+    A NumPy datetime64 array is read as is (wall time); anything else is parsed as text, in UTC.
+    """
+    if values.dtype.kind == "M":
+        stamps = pd.DatetimeIndex(values)
+    else:
+        stamps = pd.DatetimeIndex(pd.to_datetime(values, errors="coerce", format="mixed", utc=True))
+    return (stamps.month.to_numpy(dtype="float64", na_value=np.nan),
+            stamps.day_of_week.to_numpy(dtype="float64", na_value=np.nan),
+            stamps.hour.to_numpy(dtype="float64", na_value=np.nan))
 
 
-def _email_free(values: pd.Series) -> pd.Series:
-    domain = values.astype("object").map(
-        lambda v: v.rsplit("@", 1)[-1].strip().casefold() if isinstance(v, str) and "@" in v else None
-    )
-    flag = domain.isin(FREE_EMAIL_DOMAINS).astype("float64")
-    return flag.where(domain.notna(), np.nan)
+def _domain_flag(value: Any) -> float:
+    if not (isinstance(value, str) and "@" in value):
+        return np.nan
+    return 1.0 if value.rsplit("@", 1)[-1].strip().casefold() in FREE_EMAIL_DOMAINS else 0.0
+
+
+def email_free(values: np.ndarray) -> np.ndarray:
+    """1.0 for an address at a free e-mail provider, 0.0 for another domain, NaN when there is none."""
+    return map_values(values, _domain_flag).astype("float64")
+
+
+def _fold(value: Any) -> Any:
+    return np.nan if pd.isna(value) else " ".join(str(value).split()).casefold()
+
+
+def normalize_categories(values: np.ndarray) -> np.ndarray:
+    """Array form of :func:`normalize_category`: an object array of folded strings, NaN when missing."""
+    return map_values(values, _fold)
 
 
 def normalize_category(values: pd.Series) -> pd.Series:
     """Categories compared case- and whitespace-insensitively: "Health " and "health" are one."""
-    text = values.astype("object")
-    folded = [" ".join(str(v).split()).casefold() if not pd.isna(v) else np.nan for v in text]
+    folded = normalize_categories(values.to_numpy(dtype=object))
     return pd.Series(folded, index=values.index, dtype="object", name=values.name)
 
 
@@ -209,26 +231,35 @@ def _header_key(name: object) -> str:
     return " ".join(str(name).replace("_", " ").split()).casefold()
 
 
-def match_columns(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """Rename columns that differ from the schema only in case, spaces or underscores."""
-    wanted = {_header_key(c.name): c.name for c in schema.columns if c.name not in frame.columns}
-    renames = {col: wanted[_header_key(col)] for col in frame.columns
-               if _header_key(col) in wanted and col not in {c.name for c in schema.columns}}
+def _renames(names: list[Any], schema: TableSchema) -> dict[Any, str]:
+    present = set(names)
+    known = {c.name for c in schema.columns}
+    wanted = {_header_key(c.name): c.name for c in schema.columns if c.name not in present}
+    if not wanted:
+        return {}
+    renames = {col: wanted[_header_key(col)] for col in names
+               if _header_key(col) in wanted and col not in known}
     if renames:
         log.info("matched columns by name: %s", renames)
+    return renames
+
+
+def match_columns(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Rename columns that differ from the schema only in case, spaces or underscores."""
+    renames = _renames(list(frame.columns), schema)
     return frame.rename(columns=renames) if renames else frame
 
 
-def _warn_unparsed(name: str, values: pd.Series, numbers: pd.Series) -> None:
-    bad = values.notna() & numbers.isna()
+def _warn_unparsed(name: str, values: np.ndarray, numbers: np.ndarray) -> None:
+    bad = ~pd.isna(values) & np.isnan(numbers)
     if bad.any():
         log.warning("column %r: %d value(s) are not numbers (e.g. %r); scored as missing",
-                    name, int(bad.sum()), values[bad].iloc[0])
+                    name, int(bad.sum()), values[np.flatnonzero(bad)[0]])
 
 
-def check_columns(frame: pd.DataFrame, schema: TableSchema, *, allow_missing: bool = False) -> list[str]:
-    """Return the optional columns absent from ``frame``; raise if a required one is absent."""
-    absent = [c.name for c in schema.columns if c.name not in frame.columns]
+def _absent(names: list[Any] | Mapping[Any, Any], schema: TableSchema, allow_missing: bool) -> list[str]:
+    present = names if isinstance(names, Mapping) else set(names)
+    absent = [c.name for c in schema.columns if c.name not in present]
     required = [c for c in absent if c in schema.required_columns]
     if required and not allow_missing:
         raise DataValidationError(
@@ -238,32 +269,128 @@ def check_columns(frame: pd.DataFrame, schema: TableSchema, *, allow_missing: bo
     return absent
 
 
+def check_columns(frame: pd.DataFrame, schema: TableSchema, *, allow_missing: bool = False) -> list[str]:
+    """Return the optional columns absent from ``frame``; raise if a required one is absent."""
+    return _absent(list(frame.columns), schema, allow_missing)
+
+
+def column_array(series: pd.Series, kind: Kind) -> tuple[np.ndarray, bool]:
+    """``(values, is_text)``: a raw column as the 1-D array :func:`spec_features` takes.
+
+    Text (object, string or categorical-of-text dtypes) becomes an object array; NumPy numbers and
+    booleans stay as they are; a datetime column read as a ``datetime`` kind keeps its wall time; any
+    other column becomes an object array (for ``numeric``: nullable numbers become float64).
+    """
+    if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+        return series.to_numpy(dtype=object), True
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        return series.to_numpy(), False
+    if kind == "datetime" and pd.api.types.is_datetime64_any_dtype(series):
+        stamps = series.dt.tz_localize(None) if getattr(dtype, "tz", None) is not None else series
+        return stamps.to_numpy(), False
+    if kind == "numeric" and (pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)):
+        return series.to_numpy(dtype="float64", na_value=np.nan), False
+    return series.astype("object").to_numpy(), False
+
+
+def _lead_array(value: Any, kind: Kind) -> tuple[np.ndarray, bool]:
+    """:func:`column_array` of the one-value column ``pd.Series([value])``, quick for plain values."""
+    if isinstance(value, str) or value is None:
+        return np.array([value], dtype=object), True
+    if isinstance(value, bool | np.bool_ | float | np.floating) or (
+            isinstance(value, int | np.integer) and -2**63 <= value < 2**63):
+        return np.asarray([value]), False
+    return column_array(pd.Series([value]), kind)
+
+
+def spec_features(spec: ColumnSpec, values: np.ndarray, is_text: bool,
+                  tokens: frozenset[str]) -> dict[str, np.ndarray]:
+    """The model-input columns (:meth:`ColumnSpec.feature_names`) of one raw column, for any length.
+
+    Parameters
+    ----------
+    spec : how the column becomes features.
+    values : the raw column (see :func:`column_array`).
+    is_text : placeholders are cleaned from text columns only.
+    tokens : the schema's placeholders (:func:`leadscore.data.placeholder_tokens`).
+    """
+    if is_text:
+        values = clean_text(values, tokens)
+    if spec.kind == "numeric":
+        numbers = parse_numbers(values)
+        _warn_unparsed(spec.name, values, numbers)
+        return {spec.name: numbers}
+    if spec.kind == "categorical":
+        return {spec.name: normalize_categories(values)}
+    if spec.kind == "datetime":
+        return dict(zip(spec.feature_names(), datetime_parts(values), strict=True))
+    if spec.kind == "email":
+        return {f"{spec.name}__free_domain": email_free(values)}
+    return {f"{spec.name}__present": (~pd.isna(values)).astype("float64")}
+
+
+def _features(raw: list[tuple[ColumnSpec, np.ndarray, bool]],
+              tokens: frozenset[str]) -> dict[str, np.ndarray]:
+    """:func:`spec_features` of every raw column; plain numeric columns are parsed in one call."""
+    plain = [i for i, (spec, values, is_text) in enumerate(raw)
+             if spec.kind == "numeric" and not is_text and values.dtype.kind in "biuf" and len(values) <= 64]
+    parsed: dict[int, np.ndarray] = {}
+    if plain:  # parse_numbers works value by value, so one call on all of them is the same as one each
+        block = np.concatenate([raw[i][1].astype("float64", copy=False) for i in plain])
+        stacked, n = parse_numbers(block), len(raw[plain[0]][1])
+        infinite = np.isinf(block)
+        for k, i in enumerate(plain):
+            parsed[i] = stacked[k * n:(k + 1) * n]
+        for k in np.flatnonzero(infinite.reshape(len(plain), n).any(axis=1)).tolist():  # "not a number"
+            _warn_unparsed(raw[plain[k]][0].name, raw[plain[k]][1], parsed[plain[k]])
+    parts: dict[str, np.ndarray] = {}
+    for i, (spec, values, is_text) in enumerate(raw):
+        parts.update({spec.name: parsed[i]} if i in parsed else spec_features(spec, values, is_text, tokens))
+    return parts
+
+
+def prepare_columns(frame: pd.DataFrame, schema: TableSchema, *,
+                    allow_missing: bool = False) -> dict[str, np.ndarray]:
+    """:func:`prepare_features` as 1-D arrays by feature name (same values, no DataFrame built)."""
+    frame = match_columns(frame, schema)
+    absent = check_columns(frame, schema, allow_missing=allow_missing)
+    if absent:
+        log.warning("scoring without column(s) %s: treated as missing", ", ".join(absent))
+    raw = [(spec, *(column_array(frame[spec.name], spec.kind) if spec.name in frame.columns
+                    else (np.full(len(frame), np.nan, dtype=object), True)))
+           for spec in schema.columns]
+    return _features(raw, placeholder_tokens(schema.placeholders))
+
+
+def prepare_lead(lead: Mapping[str, Any], schema: TableSchema, *,
+                 allow_missing: bool = False) -> dict[str, np.ndarray]:
+    """:func:`prepare_columns` of the one-row table ``pd.DataFrame([lead])``, without building it."""
+    renames = _renames(list(lead), schema)
+    row = {renames.get(k, k): v for k, v in lead.items()} if renames else lead
+    absent = _absent(row, schema, allow_missing)
+    if absent:
+        log.warning("scoring without column(s) %s: treated as missing", ", ".join(absent))
+    raw = [(spec, *(_lead_array(row[spec.name], spec.kind) if spec.name in row
+                    else (np.array([np.nan], dtype=object), True)))
+           for spec in schema.columns]
+    return _features(raw, placeholder_tokens(schema.placeholders))
+
+
 def prepare_features(frame: pd.DataFrame, schema: TableSchema, *,
                      allow_missing: bool = False) -> pd.DataFrame:
     """Turn raw rows into the model-input table (one row per input row, same order and index).
 
     Absent optional columns are treated as missing values; unseen categories pass through (the model's
-    encoders map them to "unknown").
+    encoders map them to "unknown"). Numeric features are float64, categorical ones object (folded text
+    or NaN).
     """
-    frame = match_columns(frame, schema)
-    absent = check_columns(frame, schema, allow_missing=allow_missing)
-    if absent:
-        log.warning("scoring without column(s) %s: treated as missing", ", ".join(absent))
-    parts: dict[str, pd.Series] = {}
-    for spec in schema.columns:
-        raw = frame[spec.name] if spec.name in frame.columns else pd.Series(
-            np.nan, index=frame.index, dtype="object")
-        values = clean_placeholders(raw, schema.placeholders)
-        if spec.kind == "numeric":
-            parts[spec.name] = parse_numeric(values)
-            _warn_unparsed(spec.name, values, parts[spec.name])
-        elif spec.kind == "categorical":
-            parts[spec.name] = normalize_category(values)
-        elif spec.kind == "datetime":
-            for part, column in _datetime_parts(values).items():
-                parts[f"{spec.name}__{part}"] = column
-        elif spec.kind == "email":
-            parts[f"{spec.name}__free_domain"] = _email_free(values)
-        else:
-            parts[f"{spec.name}__present"] = values.notna().astype("float64")
-    return pd.DataFrame(parts, index=frame.index)[schema.feature_names]
+    return features_frame(prepare_columns(frame, schema, allow_missing=allow_missing), schema, frame.index)
+
+
+def features_frame(columns: Mapping[str, np.ndarray], schema: TableSchema,
+                   index: pd.Index | None = None) -> pd.DataFrame:
+    """The model-input table of :func:`prepare_features` from its arrays (:func:`prepare_columns`)."""
+    index = pd.RangeIndex(len(columns[schema.feature_names[0]])) if index is None else index
+    return pd.DataFrame({name: pd.Series(columns[name], index=index, dtype=columns[name].dtype)
+                         for name in schema.feature_names}, index=index)

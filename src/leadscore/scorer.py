@@ -16,13 +16,24 @@ Confidence
   1 when all members say the same and 0 at the largest possible disagreement. A single model: 1.
 * ``support``: the share of the lead's *usually filled* input fields (missing in under half of the
   training rows) that are filled. A lead missing most of what the model learned from gets a low value.
+
+Speed
+-----
+On first use a Scorer compiles its model (:mod:`leadscore.fastpath`): NumPy, numba and native-library
+forms of the fitted pipelines, checked against them on sample rows (and the first batch), so that leads
+are scored without pandas or scikit-learn in the loop. Models it cannot compile exactly are scored by
+the general path (``predict_proba`` on :func:`~leadscore.schema.prepare_features`,
+:func:`~leadscore.explain.contributions`); both give the same fields. Compiling takes a few seconds
+(more the first time numba builds its cache): a server calls :meth:`Scorer.compiled` once at start-up.
+The compiled form is not pickled: a copy (e.g. on a Dask worker) compiles again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,9 +46,19 @@ from leadscore.bundle import ModelBundle, load_bundle, read_metadata
 from leadscore.decision import DEFAULT_TIERS, Tier, assign_tiers, tiers_from_config
 from leadscore.ensemble import LeadModel
 from leadscore.exceptions import DataValidationError, ModelNotFoundError
-from leadscore.explain import contributions, top_reasons
+from leadscore.explain import contributions, reason_items, reason_texts
+from leadscore.fastpath import CompiledModel, compile_model
+from leadscore.fastpath.compiled import member_agreement
 from leadscore.registry import Registry
-from leadscore.schema import TableSchema, check_columns, match_columns, prepare_features
+from leadscore.schema import (
+    TableSchema,
+    check_columns,
+    features_frame,
+    match_columns,
+    prepare_columns,
+    prepare_features,
+    prepare_lead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,43 +86,50 @@ def _member_outputs(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     if not isinstance(model, LeadModel):
         return np.asarray(model.predict_proba(X))[:, 1].astype(float), np.ones(len(X))
     active = [name for name in model.members if model.weights[name] > 0]
-    members = {name: model._positive_proba(model.members[name], X) for name in active}
-    total = np.zeros(len(X))
-    for name in active:  # the order and arithmetic of LeadModel.raw_proba
-        total += model.weights[name] * members[name]
-    raw = np.clip(total, 0.0, 1.0)
-    weights = np.array([model.weights[name] for name in active])
-    stacked = np.column_stack([members[name] for name in active])
-    spread = np.sqrt(np.clip(((stacked - raw[:, None]) ** 2) @ weights, 0.0, None))
-    widest = np.sqrt(raw * (1.0 - raw))
-    agreement = np.where(widest > 1e-12, 1.0 - spread / np.where(widest > 1e-12, widest, 1.0), 1.0)
+    raw, agreement = member_agreement([model._positive_proba(model.members[name], X) for name in active],
+                                      [model.weights[name] for name in active])
     prob = model.calibrator.transform(raw) if model.calibrator is not None else raw
-    return np.asarray(prob, dtype=float), np.clip(agreement, 0.0, 1.0)
+    return np.asarray(prob, dtype=float), agreement
+
+
+def _support_plan(schema: TableSchema) -> tuple[list[str], list[str], int]:
+    """(presence features, other first features, count) of the usually filled input fields."""
+    usual = [spec for spec in schema.columns if spec.missing_rate < USUALLY_FILLED]
+    return ([f"{s.name}__present" for s in usual if s.kind == "presence"],
+            [s.feature_names()[0] for s in usual if s.kind != "presence"], len(usual))
+
+
+def _support(columns: Mapping[str, np.ndarray], plan: tuple[list[str], list[str], int], n: int) -> np.ndarray:
+    presence, others, count = plan
+    if not count:
+        return np.ones(n)
+    numbers = [columns[name] for name in others if columns[name].dtype.kind == "f"]
+    filled = np.zeros(n)
+    if numbers:  # one call for all number columns (the float features of prepare_columns)
+        filled += (~np.isnan(np.column_stack(numbers))).sum(axis=1)
+    for name in others:
+        if columns[name].dtype.kind != "f":
+            filled += ~pd.isna(columns[name])
+    for name in presence:
+        filled += columns[name] == 1
+    return filled / count
 
 
 def support(X: pd.DataFrame, schema: TableSchema) -> np.ndarray:  # noqa: N803
     """Share of the usually filled input fields (training missing rate < 0.5) filled for each row."""
-    filled = []
-    for spec in schema.columns:
-        if spec.missing_rate >= USUALLY_FILLED:
-            continue
-        first = spec.feature_names()[0]
-        values = X[first]
-        filled.append((values == 1).to_numpy() if spec.kind == "presence" else values.notna().to_numpy())
-    if not filled:
-        return np.ones(len(X))
-    return np.mean(np.column_stack(filled), axis=1)
-
-
-def _reasons_json(reasons: Sequence[Mapping[str, list[Any]]]) -> list[str]:
-    return [json.dumps({side: [{"field": r.field, "points": r.points, "text": r.text} for r in items]
-                        for side, items in row.items()}, ensure_ascii=False) for row in reasons]
+    plan = _support_plan(schema)
+    return _support({name: X[name].to_numpy() for name in plan[0] + plan[1]}, plan, len(X))
 
 
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k <= MAX_REASONS:
         raise DataValidationError(f"reasons: expected an integer from 0 to {MAX_REASONS}, got {k!r}")
     return int(k)
+
+
+_NOT_COMPILED: Any = object()  # Scorer._compiled before the first score
+EMPTY_REASONS = '{"positive": [], "negative": []}'
+COMPILE_SAMPLE = 128  # rows of the first batch the compiled model is also checked on
 
 
 @dataclass
@@ -113,15 +141,33 @@ class Scorer:
     bundle : the loaded model (pipeline, raw-field schema, metadata).
     version : the registry version (``YYYYMMDDHHMMSS``) or another label of the model.
     allow_missing : score rows even when a column required in training is absent.
+    fast_path : compile the model on first use (:mod:`leadscore.fastpath`); False always uses the
+        general path (same results, slower).
     """
 
     bundle: ModelBundle
     version: str
     allow_missing: bool = False
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         saved = self.bundle.metadata.get("tiers")
         self.tiers: tuple[Tier, ...] = tiers_from_config(saved) if saved else DEFAULT_TIERS
+        self._compiled: CompiledModel | None = _NOT_COMPILED
+        self._plan = _support_plan(self.schema)
+        self._features = self.schema.feature_names
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_compiled"] = _NOT_COMPILED  # compiled again where it is unpickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._compiled = _NOT_COMPILED
+        self._lock = threading.Lock()
 
     @property
     def schema(self) -> TableSchema:
@@ -165,6 +211,30 @@ class Scorer:
         check_columns(frame, self.schema, allow_missing=self.allow_missing)
         return frame
 
+    def compiled(self, columns: Mapping[str, np.ndarray] | None = None) -> CompiledModel | None:
+        """The compiled model (built on first call, also checked on ``columns``), or None when the model
+        is scored by the general path."""
+        if self._compiled is _NOT_COMPILED:
+            with self._lock:
+                if self._compiled is _NOT_COMPILED:
+                    sample = None if columns is None else features_frame(
+                        {k: v[:COMPILE_SAMPLE] for k, v in columns.items()}, self.schema)
+                    self._compiled = compile_model(self.bundle.pipeline, self.schema, sample) \
+                        if self.fast_path else None
+        return self._compiled
+
+    def _outputs(self, columns: Mapping[str, np.ndarray], index: pd.Index,
+                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(probability, agreement, contributions (n, features) when ``k``) of prepared rows."""
+        compiled = self.compiled(columns)
+        if compiled is not None:
+            scores = compiled.score(columns, explain=k > 0)
+            return scores.probability, scores.agreement, scores.values
+        X = features_frame(columns, self.schema, index)  # noqa: N806
+        prob, agreement = _member_outputs(self.bundle.pipeline, X)
+        values = contributions(self.bundle.pipeline, X).values.to_numpy() if k else None
+        return prob, agreement, values
+
     def score_frame(self, frame: pd.DataFrame, *, reasons: int = 3,
                     now: datetime | None = None) -> pd.DataFrame:
         """One row per input row, in input order, with :data:`OUTPUT_COLUMNS`.
@@ -176,26 +246,23 @@ class Scorer:
         frame = self.check(frame)
         if frame.empty:
             return self._empty(frame.index)
-        X = self.features(frame)  # noqa: N806
-        prob, agreement = _member_outputs(self.bundle.pipeline, X)
-        if k:
-            explained = top_reasons(contributions(self.bundle.pipeline, X), X, k)
-            texts = _reasons_json(explained)
-        else:
-            texts = ['{"positive": [], "negative": []}'] * len(X)
+        columns = prepare_columns(frame, self.schema, allow_missing=self.allow_missing)
+        prob, agreement, values = self._outputs(columns, frame.index, k)
+        n = len(frame)
+        texts = reason_texts(values, columns, self._features, k) if values is not None \
+            else [EMPTY_REASONS] * n
         tier, action = assign_tiers(prob, self.tiers)
         if self.id_column in frame.columns:
             ids = frame[self.id_column].to_numpy()
         else:  # 1-based row numbers of the input (a chunk keeps its rows' positions in its index)
             ids = frame.index.to_numpy() + 1 if pd.api.types.is_integer_dtype(frame.index) \
-                else np.arange(1, len(frame) + 1)
-        stamp = pd.Timestamp(now or datetime.now(UTC))
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+                else np.arange(1, n + 1)
         return pd.DataFrame({
             "lead_id": ids, "probability": prob.round(6), "score": to_score(prob), "tier": tier,
-            "action": action, "confidence": (agreement * support(X, self.schema)).round(4),
+            "action": action, "confidence": (agreement * _support(columns, self._plan, n)).round(4),
             "reasons": texts, "model_version": self.version,
-            "scored_at": pd.Series([stamp] * len(X), index=frame.index, dtype="datetime64[us, UTC]"),
+            "scored_at": pd.Series(pd.DatetimeIndex([_stamp(now)]).as_unit("us").repeat(n), index=frame.index,
+                                   dtype="datetime64[us, UTC]"),
         }, index=frame.index)
 
     def _empty(self, index: pd.Index) -> pd.DataFrame:
@@ -207,11 +274,39 @@ class Scorer:
     def score_lead(self, lead: Mapping[str, Any], *, reasons: int = 3,
                    now: datetime | None = None) -> dict[str, Any]:
         """One lead (raw fields as a mapping) -> the fields of :meth:`score_frame`, reasons as lists."""
-        row = self.score_frame(pd.DataFrame([dict(lead)]), reasons=reasons, now=now).iloc[0]
-        out: dict[str, Any] = {str(k): v for k, v in row.items()}
+        k = _check_k(reasons)
+        lead = dict(lead)
+        lead_id = lead.get(self.id_column, 1)  # absent: row number 1, as for a one-row frame
+        plain = isinstance(lead_id, str) or (isinstance(lead_id, int | float | np.integer | np.floating)
+                                            and not isinstance(lead_id, bool) and -2**63 <= lead_id < 2**63)
+        if not plain or self.compiled() is None:
+            return self._score_lead_frame(lead, k, now)  # an id a DataFrame column would convert
+        columns = prepare_lead(lead, self.schema, allow_missing=self.allow_missing)
+        prob, agreement, values = self._outputs(columns, pd.RangeIndex(1), k)
+        tier, action = assign_tiers(prob, self.tiers)
+        items = reason_items(values, columns, self._features, k)[0] if values is not None \
+            else {"positive": [], "negative": []}
+        return {
+            "lead_id": str(lead_id) if isinstance(lead_id, str) else np.asarray([lead_id])[0],
+            "probability": float(prob.round(6)[0]), "score": int(to_score(prob)[0]), "tier": tier[0],
+            "action": action[0],
+            "confidence": float((agreement * _support(columns, self._plan, 1)).round(4)[0]),
+            "reasons": {side: [{"field": r.field, "points": r.points, "text": r.text} for r in rows]
+                        for side, rows in items.items()},
+            "model_version": self.version, "scored_at": _stamp(now).as_unit("us").isoformat(),
+        }
+
+    def _score_lead_frame(self, lead: Mapping[str, Any], k: int, now: datetime | None) -> dict[str, Any]:
+        row = self.score_frame(pd.DataFrame([dict(lead)]), reasons=k, now=now).iloc[0]
+        out: dict[str, Any] = {str(key): v for key, v in row.items()}
         out["reasons"] = json.loads(out["reasons"])
         out["scored_at"] = row["scored_at"].isoformat()
         for key in ("probability", "confidence"):
             out[key] = float(out[key])
         out["score"] = int(out["score"])
         return out
+
+
+def _stamp(now: datetime | None) -> pd.Timestamp:
+    stamp = pd.Timestamp(now or datetime.now(UTC))
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
