@@ -120,7 +120,7 @@ def postgres(scorer: Scorer, path: Path, rows: int) -> None:
     name = f"bench_leads_{uuid.uuid4().hex[:8]}"
     frame = pd.read_parquet(path).head(rows)
     began = time.perf_counter()
-    frame.to_sql(name, engine, index=False, chunksize=20_000, method="multi")
+    frame.to_sql(name, engine, index=False, chunksize=1_000, method="multi")  # < 65535 parameters
     print(f"postgres: loaded {len(frame):,} leads into {name} in {time.perf_counter() - began:.1f} s")
     try:
         for reasons in (0, 3):
