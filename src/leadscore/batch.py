@@ -256,8 +256,8 @@ def find_bad_rows(frame: pd.DataFrame, scorer: Scorer, seen: set[str] | None = N
         reasons[empty] = f"{id_column} is empty"
         text = ids.astype(str)
         dup = text.duplicated().to_numpy()
-        if seen:
-            dup = dup | text.isin(seen).to_numpy()
+        if seen:  # a lookup per id: isin() would copy the whole (growing) set for every chunk
+            dup = dup | np.fromiter((t in seen for t in text), dtype=bool, count=len(text))
         reasons[dup & ~empty] = f"{id_column} appears more than once"
     for spec in scorer.schema.columns:
         if spec.kind != "numeric" or spec.name not in frame.columns:
