@@ -36,7 +36,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -48,15 +47,7 @@ import pandas as pd
 from leadscore.registry import Registry
 from leadscore.service.auth import generate_key, hash_key
 
-SERVE = textwrap.dedent("""
-    import argparse, sys
-    from leadscore.cli_serve import add_serve_command
-    if __name__ == "__main__":
-        parser = argparse.ArgumentParser(prog="leadscore")
-        add_serve_command(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(sys.argv[1:])
-        args.func(args)
-""")
+SERVE = ["-m", "leadscore.cli", "serve"]  # the console script, run by this interpreter
 P99_LIMIT = 0.050
 STEP_RATES = (5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300, 400, 500, 650, 800, 1000)
 WRK_CONNECTIONS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -113,7 +104,7 @@ def start_server(registry: Path, work: Path, workers: int,
     key = generate_key()
     keys = work / "keys.yaml"
     keys.write_text(f"keys:\n  - name: bench\n    role: scorer\n    hash: {hash_key(key)}\n")
-    argv = [sys.executable, "-c", SERVE, "serve", "--registry", str(registry), "--keys", str(keys),
+    argv = [sys.executable, *SERVE, "--registry", str(registry), "--keys", str(keys),
             "--log-db", f"sqlite:///{work / 'predictions.db'}", "--workers", str(workers),
             "--port", str(port), "--rate-limit", "0", "--no-access-log", "--log-level", "warning"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}

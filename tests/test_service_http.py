@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -44,15 +43,7 @@ from leadscore.schema import TableSchema
 from leadscore.scorer import Scorer
 from leadscore.service.settings import ENV_SETTINGS, ServiceSettings
 
-SERVE = textwrap.dedent("""
-    import argparse, sys
-    from leadscore.cli_serve import add_serve_command
-    if __name__ == "__main__":
-        parser = argparse.ArgumentParser(prog="leadscore")
-        add_serve_command(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(sys.argv[1:])
-        args.func(args)
-""")
+SERVE = ["-m", "leadscore.cli", "serve"]  # the console script, run by this interpreter
 START_TIMEOUT = 150.0
 
 
@@ -129,7 +120,7 @@ def server(deployment: dict[str, Any]) -> Iterator[Server]:
     """``leadscore serve`` with 2 workers; per-key rate limits only (slow-client: 2/s)."""
     port = free_port()
     root = deployment["root"]
-    argv = [sys.executable, "-c", SERVE, "serve", "--port", str(port), "--workers", "2",
+    argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2",
             "--registry", str(deployment["registry"].root), "--keys", str(deployment["keys"]),
             "--rate-limit", "0", "--poll-interval", "0.2", "--max-body-bytes", "20000"]
     srv = launch(argv, root / "serve.log", 2, deployment["registry"].root, port=port)
@@ -160,6 +151,7 @@ class Outcome:
     versions: frozenset[str]
     batch: bool
     request_id: str | None = None
+    detail: str | None = None
 
 
 def run_load(url: str, stop: threading.Event, outcomes: list[Outcome], payloads: list[dict[str, Any]],
@@ -185,8 +177,9 @@ def run_load(url: str, stop: threading.Event, outcomes: list[Outcome], payloads:
                 versions = {body["model_version"]} if body else set()
                 if body and batch:
                     versions |= {r["model_version"] for r in body["results"]}
+                detail = None if body else str(response.json().get("detail"))
                 outcomes.append(Outcome(sent, time.monotonic(), response.status_code, frozenset(versions),
-                                        batch, body.get("request_id")))
+                                        batch, body.get("request_id"), detail))
                 i += connections
 
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(connections)]
@@ -218,8 +211,11 @@ def check_logged(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> int:
     # a request cut off by the shutdown may be logged without its response arriving; nothing else is extra
     unanswered = len(outcomes) - len(acknowledged)
     assert leads <= len(rows) <= leads + 5 * unanswered, (leads, len(rows), unanswered)
-    statuses = {o.status for o in outcomes}
-    assert statuses <= {200, None}, statuses   # refused connections are fine, error answers are not
+    # Refused connections are fine, and so is a request that reached a worker after its prediction log
+    # closed for shutdown: it is refused with 503 (not acknowledged, so nothing is lost). Nothing else.
+    errors = {(o.status, o.detail) for o in outcomes if o.status not in (200, None)
+              and not (o.status == 503 and o.detail == "prediction log is shutting down")}
+    assert not errors, errors
     return leads
 
 
