@@ -37,6 +37,25 @@ def make_flat_leads(n: int = 400, seed: int = 0) -> pd.DataFrame:
     })
 
 
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the server on every machine here
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL test database; the test is skipped, with the reason, if it cannot be reached."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc.orig).strip().splitlines()[0]}")
+    finally:
+        engine.dispose()
+    return PG_URL
+
+
 @pytest.fixture
 def flat_leads() -> pd.DataFrame:
     return make_flat_leads()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import make_flat_leads
+from conftest import PG_URL, make_flat_leads
 
 from leadscore.batch import BatchOptions, SqlSource, run_batch
 from leadscore.bundle import save_bundle
@@ -21,7 +21,6 @@ from leadscore.scorer import Scorer
 from leadscore.store import SqlScoreSink
 from leadscore.training import fit_table
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 
 
@@ -48,11 +47,7 @@ def db(request, tmp_path, leads) -> Iterator[tuple[str, str]]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'crm.db'}"
     else:
-        url = PG_URL
-        try:
-            sa.create_engine(url).connect().close()
-        except sa.exc.OperationalError as exc:
-            pytest.skip(f"PostgreSQL not reachable at {url}: {exc.orig}")
+        url = request.getfixturevalue("pg_url")
     engine = sa.create_engine(url)
     leads.to_sql(name, engine, index=False)
     yield url, name
@@ -116,11 +111,7 @@ def test_crash_mid_run_keeps_whole_chunks_and_the_rerun_resumes(db, model_dir, l
     assert read(url, f"{table}_runs")["status"].tolist() == ["done"]
 
 
-def test_postgres_connection_killed_mid_run_is_retried(model_dir, leads, caplog):
-    try:
-        sa.create_engine(PG_URL).connect().close()
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc.orig}")
+def test_postgres_connection_killed_mid_run_is_retried(pg_url, model_dir, leads, caplog):
     name = f"leads_{uuid.uuid4().hex[:10]}"
     app = f"leadscore_kill_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_URL)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import make_flat_leads
+from conftest import PG_URL, make_flat_leads
 
 from leadscore.bundle import MODEL_FILE, save_bundle
 from leadscore.cli_serve import add_serve_command
@@ -48,7 +48,6 @@ with warnings.catch_warnings():  # starlette asks for httpx2, which is not insta
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCORER_KEY = "lsk_test-scorer-7d1e0c5b9a8f4e3d"
 ADMIN_KEY = "lsk_test-admin-2f6b8a4c1e9d7035"
 LIMITED_KEY = "lsk_test-limited-5c3a9e7b1d2f4068"
@@ -573,13 +572,8 @@ def test_prediction_log_sqlite_complete_after_shutdown(settings: ServiceSettings
 
 
 @pytest.fixture
-def pg_tables() -> Iterator[tuple[str, str]]:
-    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc.orig).strip().splitlines()[0]}")
+def pg_tables(pg_url: str) -> Iterator[tuple[str, str]]:
+    engine = sa.create_engine(pg_url)
     names = (f"predlog_{uuid.uuid4().hex[:10]}", f"outcomes_{uuid.uuid4().hex[:10]}")
     yield names
     with engine.begin() as conn:

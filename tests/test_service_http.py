@@ -24,12 +24,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import make_flat_leads
+from conftest import PG_URL, make_flat_leads
 from test_service import (
     ADMIN_KEY,
     LEAD,
     LIMITED_KEY,
-    PG_URL,
     SCORER_KEY,
     fit_bundles,
     log_rows,

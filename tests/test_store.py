@@ -25,21 +25,7 @@ from leadscore.store import (
     read_sql_chunks,
 )
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCORED_AT = pd.Timestamp("2024-05-01 12:30:00.123456", tz="Europe/Berlin")
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc.orig).strip().splitlines()[0]}")
-    finally:
-        engine.dispose()
-    return PG_URL
 
 
 @pytest.fixture
