@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from leadscore.champion import build_champion
-from leadscore.config import DecisionParams, load_params
-from leadscore.data import coerce_target, read_table
-from leadscore.evaluation import classification_metrics
-from leadscore.pipeline import snapshot_schema
-from leadscore.schema import infer_schema, prepare_features
-from leadscore.selection import SelectionSettings, build_estimator
+from leadscore.core.config import DecisionParams, load_params
+from leadscore.data.crm import snapshot_schema
+from leadscore.data.schema import infer_schema, prepare_features
+from leadscore.data.tables import coerce_target, read_table
+from leadscore.evaluation.metrics import classification_metrics
+from leadscore.training.build import build_champion
+from leadscore.training.selection import SelectionSettings, build_estimator
 
 BANK = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bank-marketing" / "bank-full.csv"
 CANDIDATES = ("logistic", "random_forest", "xgboost", "lightgbm", "catboost")

@@ -7,7 +7,7 @@ Steps (each printed with its wall time):
 
 1. Generate ``--n-leads`` demo leads and build their point-in-time snapshot rows (the flat input the
    scorer reads), written once to ``WORKDIR/leads.parquet`` (and as 8 partitions for Dask).
-2. Parquet -> Parquet with the pandas engine (:func:`leadscore.batch.run_batch`): probability only, then
+2. Parquet -> Parquet with the pandas engine (:func:`leadscore.scoring.batch.run_batch`): probability only, then
    with 3 exact reasons on the first ``--reasons-rows`` leads (all of them if you pass ``--n-leads``).
 3. The same with ``--engine dask`` on a LocalCluster of 2 single-threaded worker processes.
 4. One lead at a time through :meth:`Scorer.score_lead` (the public function the API calls): p50/p99.
@@ -32,10 +32,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from leadscore import snapshot  # noqa: E402
-from leadscore.batch import BatchOptions, FileSink, FileSource, SqlSource, run_batch  # noqa: E402
-from leadscore.config import load_params  # noqa: E402
-from leadscore.demo import generate_crm  # noqa: E402
-from leadscore.scorer import Scorer  # noqa: E402
+from leadscore.core.config import load_params  # noqa: E402
+from leadscore.data.demo import generate_crm  # noqa: E402
+from leadscore.scoring.batch import BatchOptions, FileSink, FileSource, SqlSource, run_batch  # noqa: E402
+from leadscore.scoring.scorer import Scorer  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -84,7 +84,7 @@ def pandas_engine(scorer: Scorer, path: Path, workdir: Path, reasons: int, rows:
 
 
 def dask_engine(scorer: Scorer, workdir: Path, reasons: int) -> None:
-    from leadscore.dask_engine import score_parquet_dask
+    from leadscore.scoring.dask_engine import score_parquet_dask
 
     out = workdir / f"scores_dask_{reasons}"
     began = time.perf_counter()
@@ -114,7 +114,7 @@ def single_lead(scorer: Scorer, path: Path, calls: int) -> None:
 def postgres(scorer: Scorer, path: Path, rows: int) -> None:
     import sqlalchemy as sa
 
-    from leadscore.store import SqlScoreSink
+    from leadscore.scoring.store import SqlScoreSink
 
     engine = sa.create_engine(PG_URL)
     name = f"bench_leads_{uuid.uuid4().hex[:8]}"
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     scorer = Scorer.load(args.model, registry=args.registry)
-    members = getattr(scorer.bundle.pipeline, "weights", {"model": 1.0})
+    members = getattr(scorer.bundle.model, "weights", {"model": 1.0})
     print(f"model {scorer.version}: {scorer.bundle.metadata.get('model', '?')} {members}; "
           f"{os.cpu_count()} cores")
     path = build_input(args.n_leads, args.workdir, args.params)

@@ -44,7 +44,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from leadscore.registry import Registry
+from leadscore.artifacts.registry import Registry
 from leadscore.service.auth import generate_key, hash_key
 
 SERVE = ["-m", "leadscore.cli", "serve"]  # the console script, run by this interpreter
@@ -371,7 +371,7 @@ def max_rate_wrk(url: str, key: str, bodies: list[bytes], work: Path, step: floa
 def scorer_alone(registry: Path, bodies: list[bytes], reps: int = 50) -> tuple[float, float]:
     """Median in-process seconds for one lead with 3 reasons: ``score_lead`` (what POST /v1/score calls)
     and ``score_frame`` on a one-row frame."""
-    from leadscore.scorer import Scorer
+    from leadscore.scoring.scorer import Scorer
 
     scorer = Scorer.load(registry=registry)
     columns = [c.name for c in scorer.schema.columns]

@@ -10,7 +10,7 @@ latency is also given as the calling thread's CPU time, which other processes do
 1. the first call (compiling the model into the fast path, checked against the general path);
 2. one lead at a time through ``Scorer.score_lead(lead, reasons=3)``: p50/p99 over ``--leads`` calls;
 3. ``Scorer.score_frame`` on ``--batch-rows`` rows (the input rows repeated) with ``reasons=0`` and 3;
-4. Parquet -> Parquet with :func:`leadscore.batch.run_batch` (read, check, bad rows, score, write).
+4. Parquet -> Parquet with :func:`leadscore.scoring.batch.run_batch` (read, check, bad rows, score, write).
 
 Not a test: it prints figures.
 """
@@ -29,8 +29,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from leadscore.batch import BatchOptions, FileSink, FileSource, run_batch  # noqa: E402
-from leadscore.scorer import Scorer  # noqa: E402
+from leadscore.scoring.batch import BatchOptions, FileSink, FileSource, run_batch  # noqa: E402
+from leadscore.scoring.scorer import Scorer  # noqa: E402
 
 
 def _rate(rows: int, seconds: list[float]) -> str:
@@ -96,7 +96,7 @@ def main() -> None:
     rows = rows.drop(columns=[c for c in ("label", "y", "converted") if c in rows.columns])
     scorer = Scorer.load(args.model)
     scorer.fast_path = not args.general
-    print(f"model {args.model} ({scorer.bundle.pipeline!r}), {len(rows):,} input rows, "
+    print(f"model {args.model} ({scorer.bundle.model!r}), {len(rows):,} input rows, "
           f"{'general' if args.general else 'fast'} path, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}")
     began = time.perf_counter()

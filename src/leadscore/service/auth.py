@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
-from leadscore.exceptions import ConfigError
+from leadscore.core.exceptions import ConfigError
 
 Role = Literal["scorer", "admin"]
 ROLES: tuple[Role, ...] = ("scorer", "admin")

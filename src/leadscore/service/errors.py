@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from leadscore.exceptions import (
+from leadscore.core.exceptions import (
     ConfigError,
     DataValidationError,
     LeadscoreError,

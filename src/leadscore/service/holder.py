@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from leadscore.exceptions import LeadscoreError, ModelNotFoundError
-from leadscore.registry import Registry
-from leadscore.scorer import Scorer
+from leadscore.artifacts.registry import Registry
+from leadscore.core.exceptions import LeadscoreError, ModelNotFoundError
+from leadscore.scoring.scorer import Scorer
 from leadscore.service.schemas import LeadModels, build_models
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from leadscore.exceptions import ModelNotFoundError
+from leadscore.core.exceptions import ModelNotFoundError
 from leadscore.service.auth import HEADER, ApiKey, Role
 from leadscore.service.errors import error_response, request_id, validation_detail
 from leadscore.service.holder import ServedModel

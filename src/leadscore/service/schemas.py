@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from leadscore.schema import ColumnSpec, TableSchema
+from leadscore.data.schema import ColumnSpec, TableSchema
 
 NUMBER_LIMIT = 1e15
 YEARS = (1900, 2199)

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from leadscore.exceptions import ConfigError
+from leadscore.core.exceptions import ConfigError
 from leadscore.service.settings import ENV_SETTINGS, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ def prepare_environment(settings: ServiceSettings, workers: int) -> tuple[Servic
 
     Returns the settings the workers get and the temporary folder to remove afterwards (or None).
     """
+    from leadscore.monitoring.predlog import open_database
     from leadscore.service.auth import KeyStore
-    from leadscore.service.predlog import open_database
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"--workers: expected an integer >= 1, got {workers!r}")

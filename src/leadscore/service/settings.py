@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from leadscore.exceptions import ConfigError
+from leadscore.artifacts.paths import PREDICTION_LOG_FILE
+from leadscore.core.exceptions import ConfigError
 
 ENV_SETTINGS = "LEADSCORE_SERVICE_SETTINGS"
-DEFAULT_LOG_FILE = "predictions.db"
+DEFAULT_LOG_FILE = PREDICTION_LOG_FILE
 MAX_REASONS = 20
 
 

@@ -15,13 +15,13 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from leadscore.exceptions import ConfigError
-from leadscore.registry import Registry
+from leadscore.artifacts.registry import Registry
+from leadscore.core.exceptions import ConfigError
+from leadscore.monitoring.predlog import OutcomeStore, PredictionLog, open_database
 from leadscore.service.auth import KeyStore
 from leadscore.service.holder import ModelHolder, ServedModel
 from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
-from leadscore.service.predlog import OutcomeStore, PredictionLog, open_database
 from leadscore.service.ratelimit import TokenBuckets
 from leadscore.service.settings import ServiceSettings
 

@@ -1,0 +1,108 @@
+"""``leadscore models``: list, show, register, activate and roll back versions in the model registry.
+
+Wire it into the main parser with ``add_models_command(commands)``; handlers raise
+:class:`~leadscore.core.exceptions.LeadscoreError` subclasses, which ``leadscore.cli.main.main`` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leadscore.artifacts.registry import Registry
+
+Handler = Callable[[argparse.Namespace], None]
+ROOT_HELP = "registry folder (default: $LEADSCORE_REGISTRY, else registry)"
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    from leadscore.artifacts.registry import Registry  # lazy: keeps `--help` fast
+
+    root = Path(args.registry) if args.registry else Registry.default_root()
+    return Registry(root, keep=args.keep)
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    registry = _registry(args)
+    infos = registry.versions()
+    if not infos:
+        print(f"{registry.root}/ has no versions: add one with `leadscore models register BUNDLE_DIR`")
+        return
+    width = max(5, *(len(i.model) for i in infos))
+    print(f"  {'version':<14}  {'model':<{width}}  {'roc_auc':>7}  created")
+    for info in infos:
+        auc = info.metrics.get("roc_auc")
+        auc_text = "-" if auc is None else f"{auc:.4f}"
+        print(f"{'*' if info.active else ' '} {info.version:<14}  {info.model:<{width}}  {auc_text:>7}  "
+              f"{info.created_at}")
+
+
+def _cmd_show(args: argparse.Namespace) -> None:
+    print(json.dumps(_registry(args).show(args.version), indent=2, sort_keys=True))
+
+
+def _cmd_activate(args: argparse.Namespace) -> None:
+    registry = _registry(args)
+    previous = registry.active_version()
+    registry.activate(args.version)
+    print(f"active: {args.version} (was {previous or 'none'}) in {registry.root}/")
+
+
+def _cmd_rollback(args: argparse.Namespace) -> None:
+    registry = _registry(args)
+    previous = registry.active_version()
+    version = registry.rollback()
+    print(f"active: {version} (rolled back from {previous}) in {registry.root}/")
+
+
+def _cmd_register(args: argparse.Namespace) -> None:
+    registry = _registry(args)
+    version = registry.register(args.bundle_dir, activate=args.activate)
+    state = "active" if registry.active_version() == version else "not active"
+    print(f"registered {args.bundle_dir} as {version} in {registry.root}/ ({state})")
+
+
+def _add(commands: argparse._SubParsersAction, name: str, handler: Handler, summary: str,
+         description: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=handler)
+    parser.add_argument("--registry", metavar="PATH", help=ROOT_HELP)
+    parser.add_argument("--keep", type=int, default=10, metavar="N",
+                        help="versions kept when registering; the active one and the rollback target "
+                             "are always kept (default: %(default)s)")
+    return parser
+
+
+def add_models_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``leadscore models {list,show,activate,rollback,register}`` to ``commands``."""
+    models = commands.add_parser(
+        "models", help="list, register, activate and roll back model versions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The model registry: versions named by their UTC registration time\n"
+                    "(YYYYMMDDHHMMSS), one of them active. Every activation and load verifies the\n"
+                    "model's sha256 first; switching is atomic, so a running scorer never sees half\n"
+                    "a switch.")
+    sub = models.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
+    _add(sub, "list", _cmd_list, "registered versions, newest first (* = active)",
+         "One line per version: name, model, test ROC-AUC, creation time; * marks the active one.")
+    p = _add(sub, "show", _cmd_show, "the metadata of one version as JSON",
+             "Print the metadata.json of VERSION (metrics, features, threshold, sha256, ...).")
+    p.add_argument("version", metavar="VERSION", help="a version name from `leadscore models list`")
+    p = _add(sub, "activate", _cmd_activate, "make a version the active model",
+             "Verify VERSION's sha256, then switch the active pointer to it atomically.\n"
+             "The previously active version is remembered for `rollback`.")
+    p.add_argument("version", metavar="VERSION", help="a version name from `leadscore models list`")
+    _add(sub, "rollback", _cmd_rollback, "re-activate the previously active version",
+         "Switch back to the version that was active before the current one (verified first).\n"
+         "Run it again to go further back.")
+    p = _add(sub, "register", _cmd_register, "add a saved model folder as a new version",
+             "Verify BUNDLE_DIR's sha256, copy it into the registry as a new version named by the\n"
+             "current UTC time, and prune all but the newest --keep versions.\n\n"
+             "example: leadscore models register artifacts/export --activate")
+    p.add_argument("bundle_dir", metavar="BUNDLE_DIR", help="folder with model.joblib and metadata.json")
+    p.add_argument("--activate", action="store_true", help="make the new version active")

@@ -1,0 +1,1 @@
+"""Foundations every layer uses: params.yaml settings, exceptions, atomic writes, hashing, JSON, threads."""

@@ -1,0 +1,38 @@
+"""Strict JSON from Python and NumPy values: NaN and infinities become null."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays made plain, and non-finite floats made None.
+
+    Examples
+    --------
+    >>> json_safe({"a": float("nan"), "b": np.int64(3), "c": (1.5, np.inf)})
+    {'a': None, 'b': 3, 'c': [1.5, None]}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | np.ndarray):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """Strict JSON text of ``value`` (sorted keys; unknown types as their ``str``)."""
+    return json.dumps(json_safe(value), indent=indent, sort_keys=True, default=str, allow_nan=False)
+
+
+def loads(text: str) -> Any:
+    """Parse JSON text (``ValueError`` if it is not JSON)."""
+    return json.loads(text)

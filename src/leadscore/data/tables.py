@@ -1,0 +1,267 @@
+"""Read flat lead tables and clean them: file formats, placeholders, numbers, the target.
+
+Real CRM exports are messy: semicolon or tab separators, a BOM, Latin-1 text, ``$1,200`` budgets,
+``"Select"`` and ``"N/A"`` in picklists, ``Yes``/``no`` outcomes. Everything here turns such input into
+clean pandas columns or a one-line :class:`~leadscore.core.exceptions.LeadscoreError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.core.exceptions import DataValidationError, InputFileError, TargetError
+from leadscore.core.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.zip")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+EXCEL_SUFFIXES = (".xlsx",)
+
+POSITIVE_TOKENS = frozenset(
+    {"1", "1.0", "yes", "y", "true", "t", "converted", "won", "closed won", "success", "positive"}
+)
+NEGATIVE_TOKENS = frozenset(
+    {"0", "0.0", "no", "n", "false", "f", "not converted", "lost", "closed lost", "failure", "negative"}
+)
+
+_CURRENCY = re.compile(r"[$€£¥\s]|(?<=\d)%$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES + EXCEL_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def _sniff_delimiter(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            if path.name.lower().endswith((".gz", ".zip")):
+                sep = None  # python engine sniffs compressed input itself
+            else:
+                with path.open(encoding=encoding, newline="") as handle:
+                    sep = _sniff_delimiter(handle.read(65536))
+            return pd.read_csv(
+                path, sep=sep, dtype=str, keep_default_na=False, na_values=[],
+                encoding=encoding, engine="python" if sep is None else "c",
+            )
+        except UnicodeDecodeError:
+            continue
+        except pd.errors.EmptyDataError as exc:
+            raise InputFileError(f"{path} is empty (no header, no rows)") from exc
+        except (pd.errors.ParserError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputFileError(f"cannot parse {path} as CSV: {first}") from exc
+    raise InputFileError(f"cannot decode {path}: not UTF-8 or Windows-1252 text")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV/TSV (any common separator or encoding), Parquet file or folder, or XLSX file.
+
+    CSV cells are read as text so that cleaning and type inference see exactly what the file holds.
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing, unreadable, of an unknown format, or has no data rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"file not found: {path}")
+    suffix = _suffix(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFileError(f"{path} is empty (0 bytes)")
+    try:
+        if path.is_dir() or suffix in PARQUET_SUFFIXES:
+            frame = pd.read_parquet(path)
+        elif suffix in CSV_SUFFIXES:
+            frame = _read_csv(path)
+        elif suffix in EXCEL_SUFFIXES:
+            frame = pd.read_excel(path, dtype=str, keep_default_na=False, na_values=[])
+        else:
+            raise InputFileError(
+                f"unsupported file type '{suffix or path.name}' for {path}: "
+                "expected .csv, .tsv, .txt, .parquet or .xlsx"
+            )
+    except PermissionError as exc:
+        raise InputFileError(f"cannot read {path}: permission denied") from exc
+    except InputFileError:
+        raise
+    except (OSError, ValueError, ImportError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(f"cannot read {path}: {message}") from exc
+    if frame.empty:
+        raise InputFileError(f"{path} has no data rows")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise DataValidationError(f"{path} has duplicate column names: {', '.join(duplicated)}")
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV or Parquet atomically: a crash leaves the old file or none, never half a file."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise InputFileError(f"unsupported output type '{suffix}' for {path}: expected .csv or .parquet")
+    sep = "\t" if suffix.startswith(".tsv") else ","
+
+    def write(tmp: Path) -> None:
+        if suffix in PARQUET_SUFFIXES:
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, sep=sep)
+
+    try:
+        atomic_write(path, write, suffix=suffix)
+    except OSError as exc:
+        raise InputFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def placeholder_tokens(placeholders: Iterable[str]) -> frozenset[str]:
+    """Placeholder values as compared: stripped and case-folded."""
+    return frozenset(str(p).strip().casefold() for p in placeholders)
+
+
+def map_values(values: np.ndarray, func: Callable[[Any], Any]) -> np.ndarray:
+    """``func`` applied to every value of a 1-D array, as an object array.
+
+    When every present value is a string, each distinct string is processed once and all missing values
+    (None, NaN, NA) are passed to ``func`` as NaN, so ``func`` must treat every missing value alike.
+    """
+    values = np.asarray(values, dtype=object)
+    if len(values) > 1 and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        codes, uniques = pd.factorize(values)
+        mapped = np.empty(len(uniques) + 1, dtype=object)
+        mapped[:-1] = [func(v) for v in uniques]
+        mapped[-1] = func(np.nan)
+        return mapped.take(codes)
+    out = np.empty(len(values), dtype=object)
+    out[:] = [func(v) for v in values]
+    return out
+
+
+def clean_text(values: np.ndarray, tokens: frozenset[str]) -> np.ndarray:
+    """Array form of :func:`clean_placeholders` for a text column: an object array with strings stripped
+    and placeholders (``tokens``, from :func:`placeholder_tokens`) and missing values as NaN."""
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            stripped = v.strip()
+            return np.nan if stripped.casefold() in tokens else stripped
+        return v
+
+    out = map_values(values, clean)
+    out[missing] = np.nan
+    return out
+
+
+def clean_placeholders(series: pd.Series, placeholders: Iterable[str]) -> pd.Series:
+    """Strip text cells and turn placeholder values ("Select", "N/A", "", ...) into missing.
+
+    Comparison is case-insensitive after stripping whitespace; non-text columns pass through.
+    """
+    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        return series
+    cleaned = clean_text(series.to_numpy(dtype=object), placeholder_tokens(placeholders))
+    return pd.Series(cleaned, index=series.index, name=series.name, dtype="object")
+
+
+def _number_text(v: Any) -> Any:
+    """A text cell with currency signs, spaces, thousands separators or a decimal comma made plain."""
+    if not isinstance(v, str):
+        return v
+    v = _CURRENCY.sub("", v)
+    if _THOUSANDS.match(v):
+        v = v.replace(",", "")
+    return v.replace(",", ".") if _DECIMAL_COMMA.match(v) else v
+
+
+def parse_numbers(values: np.ndarray) -> np.ndarray:
+    """Array form of :func:`parse_numeric`: float64, NaN where a value is missing, unparseable or infinite.
+
+    NumPy booleans and numbers convert directly; an object array is parsed as text.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "biuf":
+        numbers = values.astype("float64")
+    else:
+        text = pd.Series(values, dtype=object)
+        if len(values) > 1 and pd.api.types.infer_dtype(values, skipna=True) == "string":
+            text = pd.Series(map_values(values, _number_text), dtype=object)
+        else:  # Series.map infers the result's dtype (e.g. timestamps), which decides how it parses
+            text = text.map(_number_text)
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64").to_numpy()
+    return np.where(np.isinf(numbers), np.nan, numbers)
+
+
+def parse_numeric(series: pd.Series) -> pd.Series:
+    """Parse numbers written as text ("1,200", "$5,000", "12%", "3,5"); unparseable cells become NaN.
+
+    Infinite values become NaN too: they carry no usable magnitude.
+    """
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        values = series.to_numpy(dtype=object)
+    return pd.Series(parse_numbers(values), index=series.index, name=series.name, dtype="float64")
+
+
+def coerce_target(series: pd.Series, name: str | None = None) -> pd.Series:
+    """Map a binary outcome column to 0/1 (``Int8``, missing where the outcome is unknown).
+
+    Accepts 0/1, yes/no, true/false, y/n, won/lost, converted/not converted (any case).
+
+    Raises
+    ------
+    TargetError
+        If a value is not one of those, or only one class is present.
+    """
+    name = name or str(series.name)
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype("Int8")
+    folded = series.astype("object").map(
+        lambda v: str(v).strip().casefold() if v is not None and not pd.isna(v) else None
+    )
+    folded = folded.where(~folded.isin(["", "nan", "none", "null", "n/a", "na"]), None)
+    positive = folded.isin(POSITIVE_TOKENS)
+    negative = folded.isin(NEGATIVE_TOKENS)
+    unknown = folded.notna() & ~positive & ~negative
+    if unknown.any():
+        examples = ", ".join(repr(v) for v in pd.unique(series[unknown])[:5])
+        raise TargetError(
+            f"target column '{name}' is not binary: found {examples}; "
+            "expected 0/1, yes/no or true/false"
+        )
+    target = pd.Series(pd.NA, index=series.index, dtype="Int8", name=series.name)
+    target[positive] = 1
+    target[negative] = 0
+    classes = target.dropna().unique()
+    if len(classes) < 2:
+        found = "no labelled rows" if len(classes) == 0 else f"only the value {int(classes[0])}"
+        raise TargetError(f"target column '{name}' needs both classes (0 and 1), found {found}")
+    return target

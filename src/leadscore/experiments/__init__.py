@@ -1,0 +1,1 @@
+"""A/B experiments: deterministic assignment, sequential analysis and recommendations (to be built)."""

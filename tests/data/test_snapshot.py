@@ -1,0 +1,138 @@
+"""Point-in-time snapshots: no look-ahead, single == batch, labels and open leads, exclusions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from crm_factory import make_crm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leadscore.core.exceptions import DataValidationError
+from leadscore.data import snapshot
+
+SNAPSHOT_DAYS = 14
+
+
+@pytest.fixture(scope="module")
+def crm() -> dict[str, pd.DataFrame]:
+    return make_crm(80, seed=3)
+
+
+def build(crm, leads=None, activities=None, **kwargs):
+    return snapshot.build_snapshot(crm["leads"] if leads is None else leads,
+                                   crm["activities"] if activities is None else activities,
+                                   snapshot_days=SNAPSHOT_DAYS, exclude=["sales_status"], **kwargs)
+
+
+def test_has_at_least_thirty_features(crm):
+    assert len(snapshot.feature_columns(build(crm))) >= 30
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lead=st.integers(0, 79), delay_hours=st.floats(0, 24 * 200), kind=st.sampled_from(
+    ["email_open", "page_view", "quote_request", "call_inbound", "meeting", "email_sent"]))
+def test_an_event_after_the_snapshot_never_changes_features(crm, lead, delay_hours, kind):
+    base = build(crm)
+    row = base.iloc[lead]
+    late = pd.DataFrame({
+        "activity_id": [10**9], "lead_id": [row["lead_id"]],
+        "timestamp": [row["snapshot_at"] + pd.Timedelta(hours=delay_hours)],
+        "activity_type": [kind], "direction": ["inbound"], "duration_sec": [600.0],
+        "page": ["pricing"], "note": ["budget approved, decision maker, urgent"],
+    })
+    activities = pd.concat([crm["activities"], late], ignore_index=True)
+    pd.testing.assert_frame_equal(build(crm, activities=activities), base)
+
+
+def test_an_event_before_the_snapshot_does_change_features(crm):
+    base = build(crm)
+    row = base.iloc[0]
+    early = pd.DataFrame({
+        "activity_id": [10**9], "lead_id": [row["lead_id"]],
+        "timestamp": [row["snapshot_at"] - pd.Timedelta(hours=1)],
+        "activity_type": ["quote_request"], "direction": ["inbound"], "duration_sec": [np.nan],
+        "page": [None], "note": [None]})
+    changed = build(crm, activities=pd.concat([crm["activities"], early], ignore_index=True))
+    assert changed.loc[0, "quote_requests"] == base.loc[0, "quote_requests"] + 1
+    assert changed.loc[0, "days_since_last_activity"] == pytest.approx(1 / 24)
+
+
+def test_a_lead_scored_alone_gets_its_batch_features(crm):
+    batch = build(crm)
+    for i in range(len(crm["leads"])):
+        alone = build(crm, leads=crm["leads"].iloc[[i]])
+        pd.testing.assert_frame_equal(alone, batch.iloc[[i]].reset_index(drop=True))
+
+
+def test_as_of_caps_the_snapshot_time(crm):
+    as_of = crm["leads"]["created_at"].max() - pd.Timedelta(days=3)
+    snap = build(crm, as_of=as_of)
+    assert (snap["snapshot_at"] <= as_of).all()
+    young = snap["created_at"] > as_of - pd.Timedelta(days=SNAPSHOT_DAYS)
+    assert young.any() and (snap.loc[young, "days_since_creation"] < SNAPSHOT_DAYS).all()
+
+
+def test_post_outcome_column_is_excluded_by_rule(crm):
+    with_rule = build(crm)
+    without_rule = snapshot.build_snapshot(crm["leads"], crm["activities"],
+                                           snapshot_days=SNAPSHOT_DAYS, exclude=())
+    assert "sales_status" not in with_rule.columns
+    assert "sales_status" in without_rule.columns  # the rule, not luck, keeps it out
+
+
+def test_profile_cleaning_and_seniority(crm):
+    snap = build(crm)
+    assert set(snap["vertical"].dropna()) <= {"p&c", "health", "life"}
+    assert "select" not in set(snap["source"].dropna())
+    assert (snap["budget"].dropna() > 0).all()
+    titles = pd.Series(["CEO", "VP of Sales", "Director, Ops", "Office Manager", "Student", "Analyst",
+                        None])
+    assert snapshot.seniority(titles).tolist()[:6] == ["c_level", "vp", "director", "manager",
+                                                       "student", "individual"]
+    assert pd.isna(snapshot.seniority(titles).iloc[6])
+
+
+def test_note_keywords_and_counts():
+    crm = make_crm(1, seed=0)
+    lead = crm["leads"].iloc[[0]]
+    created = lead["created_at"].iloc[0]
+    activities = pd.DataFrame({
+        "activity_id": [1, 2, 3], "lead_id": [lead["lead_id"].iloc[0]] * 3,
+        "timestamp": [created + pd.Timedelta(hours=h) for h in (2, 30, 50)],
+        "activity_type": ["call_outbound", "call_inbound", "email_sent"],
+        "direction": ["outbound", "inbound", "outbound"], "duration_sec": [120.0, 60.0, np.nan],
+        "page": [None] * 3, "note": ["Left voicemail", "Comparing with a competitor; budget approved",
+                                     None]})
+    row = snapshot.build_snapshot(lead, activities, snapshot_days=14).iloc[0]
+    assert row["first_response_hours"] == pytest.approx(2.0)
+    assert (row["calls_outbound"], row["calls_inbound"], row["emails_sent"]) == (1, 1, 1)
+    assert row["call_minutes"] == pytest.approx(3.0)
+    assert (row["note_no_answer"], row["note_competitor"], row["note_budget"]) == (1, 1, 1)
+    assert row["note_not_interested"] == 0
+    assert row["inbound_outbound_ratio"] == pytest.approx(1 / 3)
+
+
+def test_labels_open_and_converted_before():
+    created = pd.Timestamp("2024-01-01")
+    snap = pd.DataFrame({"lead_id": ["a", "b", "c", "d", "e"],
+                         "snapshot_at": [created + pd.Timedelta(days=7)] * 4
+                         + [created + pd.Timedelta(days=200)]})
+    outcomes = pd.DataFrame({"lead_id": ["a", "b", "c", "d", "e"], "converted_at": [
+        created + pd.Timedelta(days=30),    # a: inside the window -> 1
+        created + pd.Timedelta(days=3),     # b: before the snapshot -> no label
+        pd.NaT,                             # c: never, window closed -> 0
+        created + pd.Timedelta(days=120),   # d: after the window -> 0
+        pd.NaT]})                           # e: window not closed by the end -> open
+    end = created + pd.Timedelta(days=250)
+    labelled = snapshot.attach_labels(snap, outcomes, label_window_days=90, end=end)
+    assert labelled["label"].tolist()[:1] == [1]
+    assert pd.isna(labelled["label"].iloc[1]) and pd.isna(labelled["label"].iloc[4])
+    assert labelled["label"].iloc[2] == 0 and labelled["label"].iloc[3] == 0
+    assert labelled["status"].tolist() == ["closed", "converted_before", "closed", "closed", "open"]
+
+
+def test_missing_columns_are_reported(crm):
+    with pytest.raises(DataValidationError, match="leads table is missing column.*created_at"):
+        build(crm, leads=crm["leads"].drop(columns=["created_at"]))

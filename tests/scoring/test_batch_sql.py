@@ -1,0 +1,154 @@
+"""Batch scoring from and into real databases (SQLite file, PostgreSQL server): round trips through the
+CLI, a crash mid-run that leaves only whole chunks and resumes, a connection killed mid-run, incremental."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from conftest import PG_URL, make_flat_leads
+
+from leadscore.artifacts.bundle import save_bundle
+from leadscore.cli.main import main
+from leadscore.scoring.batch import BatchOptions, SqlSource, run_batch
+from leadscore.scoring.scorer import Scorer
+from leadscore.scoring.store import SqlScoreSink
+from leadscore.training.fit import fit_table
+
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    result = fit_table(make_flat_leads(500, seed=3), target="converted", id_column="lead_id",
+                       time_column="created", candidates=["logistic"])
+    return save_bundle(result.bundle, tmp_path_factory.mktemp("m") / "model")
+
+
+@pytest.fixture(scope="module")
+def leads() -> pd.DataFrame:
+    return make_flat_leads(230, seed=9).drop(columns=["converted"])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path, leads) -> Iterator[tuple[str, str]]:
+    """(URL, leads table name) with the leads loaded; PostgreSQL tables dropped afterwards."""
+    name = f"leads_{uuid.uuid4().hex[:10]}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'crm.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = sa.create_engine(url)
+    leads.to_sql(name, engine, index=False)
+    yield url, name
+    with engine.begin() as conn:
+        for table in (name, f"{name}_scores", f"{name}_scores_runs", f"{name}_scores_chunks"):
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+    engine.dispose()
+
+
+def read(url: str, table: str) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        return pd.read_sql_table(table, engine)
+    finally:
+        engine.dispose()
+
+
+def test_cli_round_trip(db, model_dir, leads, capsys):
+    url, name = db
+    assert main(["score", "--model", str(model_dir), "--input", url, "--query", name, "--output", url,
+                 "--table", f"{name}_scores", "--chunk-size", "100", "-q"]) == 0
+    assert "scored 230 of 230 leads" in capsys.readouterr().out
+    scores = read(url, f"{name}_scores").sort_values("lead_id").reset_index(drop=True)
+    expected = Scorer.load(model_dir).score_frame(leads).sort_values("lead_id").reset_index(drop=True)
+    assert scores["lead_id"].tolist() == expected["lead_id"].tolist()
+    np.testing.assert_allclose(scores["probability"], expected["probability"])
+    assert scores["reasons"].tolist() == expected["reasons"].tolist()
+    assert (scores["score"] == expected["score"]).all() and (scores["tier"] == expected["tier"]).all()
+    runs = read(url, f"{name}_scores_runs")
+    assert runs["status"].tolist() == ["done"] and runs["rows_scored"].tolist() == [230]
+
+    # again with --incremental: nothing new to score, nothing duplicated
+    assert main(["score", "--model", str(model_dir), "--input", url, "--query", name, "--output", url,
+                 "--table", f"{name}_scores", "--incremental", "-q"]) == 0
+    assert "scored 0 of 230 leads" in capsys.readouterr().out
+    assert len(read(url, f"{name}_scores")) == 230
+
+
+def test_crash_mid_run_keeps_whole_chunks_and_the_rerun_resumes(db, model_dir, leads):
+    url, name = db
+    scorer = Scorer.load(model_dir)
+    table = f"{name}_scores"
+    opts = BatchOptions(chunk_size=50, now=NOW, progress=False)
+
+    def crash(index, scores):
+        if index == 3:
+            raise Boom("connection lost in the middle of chunk 3")
+
+    with pytest.raises(Boom):
+        run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, table), opts, on_chunk=crash)
+    partial = read(url, table)
+    assert len(partial) == 150  # chunks 0-2 committed, chunk 3 not at all
+    assert read(url, f"{table}_runs")["status"].tolist() == ["failed"]
+
+    resumed = []
+    summary = run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, table), opts,
+                        on_chunk=lambda i, s: resumed.append(i))
+    assert resumed == [3, 4] and summary.chunks_resumed == 3
+    final = read(url, table)
+    assert sorted(final["lead_id"]) == sorted(leads["lead_id"]) and final["lead_id"].is_unique
+    assert read(url, f"{table}_runs")["status"].tolist() == ["done"]
+
+
+def test_postgres_connection_killed_mid_run_is_retried(pg_url, model_dir, leads, caplog):
+    name = f"leads_{uuid.uuid4().hex[:10]}"
+    app = f"leadscore_kill_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_URL)
+    leads.to_sql(name, admin, index=False)
+    sink = SqlScoreSink(f"{PG_URL}?application_name={app}", f"{name}_scores", backoff=0.05)
+    sink.engine.dispose()
+    sink.engine = sa.create_engine(sink.engine.url, pool_pre_ping=False)  # make the drop visible
+
+    def kill(index, scores):
+        if index == 2:
+            with admin.begin() as conn:
+                killed = conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :a"),
+                    {"a": app}).scalars().all()
+            assert killed and all(killed)
+
+    try:
+        summary = run_batch(Scorer.load(model_dir), SqlSource(PG_URL, name, "lead_id"), sink,
+                            BatchOptions(chunk_size=50, now=NOW, progress=False), on_chunk=kill)
+        assert summary.status == "done" and summary.rows_scored == 230
+        assert "retrying" in caplog.text
+        assert len(read(PG_URL, f"{name}_scores")) == 230
+    finally:
+        with admin.begin() as conn:
+            for table in (name, f"{name}_scores", f"{name}_scores_runs", f"{name}_scores_chunks"):
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+        admin.dispose()
+
+
+def test_cli_database_errors_are_one_line(model_dir, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    sa.create_engine(url).connect().close()
+    assert main(["score", "--model", str(model_dir), "--input", url, "--query", "no_such_table",
+                 "--output", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("leadscore score: error:") and "no_such_table" in err and len(err.splitlines()) == 1
+    out = str(tmp_path / "o.csv")
+    assert main(["score", "--model", str(model_dir), "--input", url, "--output", out]) == 2
+    assert "--query" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()

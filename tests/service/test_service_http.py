@@ -1,0 +1,407 @@
+"""The scoring service as it runs: real uvicorn processes with two workers, real HTTP on loopback.
+
+One server is started through ``leadscore serve`` (the CLI's parser and handler); the shutdown test runs
+``python -m uvicorn`` on the app factory directly. Every server is stopped in a fixture finalizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from conftest import PG_URL, make_flat_leads
+from service_support import (
+    ADMIN_KEY,
+    LEAD,
+    LIMITED_KEY,
+    SCORER_KEY,
+    fit_bundles,
+    log_rows,
+    make_registry,
+    to_payload,
+    write_keys,
+)
+
+from leadscore.artifacts.registry import Registry
+from leadscore.data.schema import TableSchema
+from leadscore.scoring.scorer import Scorer
+from leadscore.service.settings import ENV_SETTINGS, ServiceSettings
+
+SERVE = ["-m", "leadscore.cli", "serve"]  # the console script, run by this interpreter
+START_TIMEOUT = 150.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A uvicorn server process (and its workers, in their own process group)."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    workers: int
+    registry: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        """Until every worker serves a model (each reports itself in /metrics)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
+            try:
+                metrics = httpx.get(f"{self.url}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            pids = set(re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"[^}]*\} 1\.0', metrics))
+            if len(pids) >= self.workers or (self.workers == 1 and "leadscore_model_loaded{" in metrics):
+                return
+            time.sleep(0.2)
+        pytest.fail(f"server not ready after {START_TIMEOUT:.0f} s:\n{self.text()[-3000:]}")
+
+    def stop(self) -> int | None:
+        """SIGTERM (graceful), then SIGKILL to the whole group if it hangs; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def launch(argv: list[str], log: Path, workers: int, registry: Path, env: dict[str, str] | None = None,
+           port: int | None = None) -> Server:
+    handle = log.open("wb")
+    full_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=full_env,
+                            start_new_session=True)  # workers share the group: killpg reaches them
+    handle.close()
+    return Server(proc, f"http://127.0.0.1:{port}", log, workers, registry)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("http")
+    bundles = fit_bundles(root / "bundles")
+    reg, v1, v2 = make_registry(root / "registry", bundles)
+    return {"root": root, "registry": reg, "v1": v1, "v2": v2, "keys": write_keys(root / "keys.yaml"),
+            "schema": Scorer.load(v1, registry=reg.root).schema}
+
+
+@pytest.fixture
+def server(deployment: dict[str, Any]) -> Iterator[Server]:
+    """``leadscore serve`` with 2 workers; per-key rate limits only (slow-client: 2/s)."""
+    port = free_port()
+    root = deployment["root"]
+    argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2",
+            "--registry", str(deployment["registry"].root), "--keys", str(deployment["keys"]),
+            "--rate-limit", "0", "--poll-interval", "0.2", "--max-body-bytes", "20000"]
+    srv = launch(argv, root / "serve.log", 2, deployment["registry"].root, port=port)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def headers(key: str = SCORER_KEY) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class Outcome:
+    sent: float
+    received: float
+    status: int | None
+    versions: frozenset[str]
+    batch: bool
+    request_id: str | None = None
+    detail: str | None = None
+
+
+def run_load(url: str, stop: threading.Event, outcomes: list[Outcome], payloads: list[dict[str, Any]],
+             connections: int = 4) -> list[threading.Thread]:
+    """Client threads (one keep-alive connection each) posting single leads and batches of 5."""
+    def worker(index: int) -> None:
+        with httpx.Client(base_url=url, headers=headers(), timeout=30) as client:
+            i = index
+            while not stop.is_set():
+                batch = i % 4 == 0
+                sent = time.monotonic()
+                try:
+                    if batch:
+                        leads = payloads[i % 50: i % 50 + 5]
+                        response = client.post("/v1/score/batch", json={"leads": leads})
+                    else:
+                        response = client.post("/v1/score", json=payloads[i % len(payloads)])
+                except httpx.HTTPError:
+                    outcomes.append(Outcome(sent, time.monotonic(), None, frozenset(), batch))
+                    time.sleep(0.01)
+                    continue
+                body = response.json() if response.status_code == 200 else {}
+                versions = {body["model_version"]} if body else set()
+                if body and batch:
+                    versions |= {r["model_version"] for r in body["results"]}
+                detail = None if body else str(response.json().get("detail"))
+                outcomes.append(Outcome(sent, time.monotonic(), response.status_code, frozenset(versions),
+                                        batch, body.get("request_id"), detail))
+                i += connections
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(connections)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def lead_payloads(schema: TableSchema, n: int = 120) -> list[dict[str, Any]]:
+    rows = make_flat_leads(n, seed=11).to_dict("records")
+    return [to_payload(row, schema, omit_missing=True) for row in rows]
+
+
+def serving_pids(url: str, version: str) -> set[str]:
+    """Worker pids that report serving ``version`` (the multiprocess ``leadscore_model_loaded`` gauge)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return set(re.findall(rf'leadscore_model_loaded\{{model_version="{version}",pid="(\d+)"\}} 1\.0', text))
+
+
+def check_logged(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> int:
+    """Every acknowledged request has all its leads in the log; returns the number of leads acknowledged."""
+    acknowledged = [o for o in outcomes if o.status == 200]
+    per_request: dict[str, int] = {}
+    for row in rows:
+        per_request[row["request_id"]] = per_request.get(row["request_id"], 0) + 1
+    missing = [o for o in acknowledged if per_request.get(str(o.request_id)) != (5 if o.batch else 1)]
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged requests not (fully) logged"
+    leads = sum(5 if o.batch else 1 for o in acknowledged)
+    # a request cut off by the shutdown may be logged without its response arriving; nothing else is extra
+    unanswered = len(outcomes) - len(acknowledged)
+    assert leads <= len(rows) <= leads + 5 * unanswered, (leads, len(rows), unanswered)
+    # Refused connections are fine, and so is a request that reached a worker after its prediction log
+    # closed for shutdown: it is refused with 503 (not acknowledged, so nothing is lost). Nothing else.
+    errors = {(o.status, o.detail) for o in outcomes if o.status not in (200, None)
+              and not (o.status == 503 and o.detail == "prediction log is shutting down")}
+    assert not errors, errors
+    return leads
+
+
+def sigterm_under_load(srv: Server, payloads: list[dict[str, Any]], answered: int = 60) -> list[Outcome]:
+    """Load until ``answered`` requests got 200 (30 s at most), SIGTERM the server mid-load, keep loading
+    until it has exited."""
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    threads = run_load(srv.url, stop, outcomes, payloads, connections=6)
+    try:
+        deadline = time.monotonic() + 30
+        while sum(o.status == 200 for o in outcomes) < answered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(90) == 0, srv.text()[-3000:]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert srv.text().count("Application shutdown complete") == 2
+    assert sum(o.status == 200 for o in outcomes) > 20, f"only {len(outcomes)} requests"
+    return outcomes
+
+
+# --- the CLI server: auth, limits, logs, metrics, hot switches, shutdown ---------------------------------
+
+def check_auth_limits_and_no_key_in_logs(server: Server) -> None:
+    url = server.url
+    assert httpx.post(f"{url}/v1/score", json=LEAD).status_code == 401
+    assert httpx.post(f"{url}/v1/score", json=LEAD, headers=headers("lsk_wrong-key-123")).status_code == 401
+    assert httpx.post(f"{url}/v1/model/rollback", headers=headers()).status_code == 403
+    assert httpx.post(f"{url}/v1/score", json=LEAD, headers=headers(ADMIN_KEY)).status_code == 200
+    # body limit, with a Content-Length and chunked (no Content-Length)
+    big = json.dumps({**LEAD, "notes": "x" * 30000}).encode()
+    assert httpx.post(f"{url}/v1/score", content=big, headers=headers()).status_code == 413
+    chunked = httpx.post(f"{url}/v1/score", content=iter([big[:10000], big[10000:]]), headers=headers())
+    assert chunked.status_code == 413 and "at most 20000 bytes" in chunked.json()["detail"]
+    # slow-client may send 2 requests/s; its bucket is shared by both workers (new connection each time)
+    started = time.monotonic()
+    codes = [httpx.post(f"{url}/v1/score", json=LEAD, headers=headers(LIMITED_KEY)) for _ in range(8)]
+    elapsed = time.monotonic() - started
+    granted = sum(r.status_code == 200 for r in codes)
+    assert 2 <= granted <= 2 + int(2 * elapsed) + 1, ([r.status_code for r in codes], elapsed)
+    assert all(r.status_code in (200, 429) for r in codes)
+    assert all(int(r.headers["retry-after"]) >= 1 for r in codes if r.status_code == 429)
+    time.sleep(0.5)
+    log = server.text()
+    assert '"POST /v1/score HTTP/1.1" 401' in log and '"POST /v1/score HTTP/1.1" 429' in log
+    for key in (SCORER_KEY, ADMIN_KEY, LIMITED_KEY, "lsk_wrong-key-123"):
+        assert key not in log
+
+
+def check_no_delayed_ack_stalls(server: Server) -> None:
+    """Keep-alive requests answer in milliseconds: without TCP_NODELAY on the workers' connections each
+    response would wait ~40 ms for the client's delayed ACK."""
+    with httpx.Client(base_url=server.url) as client:
+        times = []
+        for _ in range(30):
+            began = time.perf_counter()
+            assert client.get("/health").status_code == 200
+            times.append(time.perf_counter() - began)
+    assert sorted(times)[15] < 0.025, f"median {1000 * sorted(times)[15]:.1f} ms"
+
+
+def check_metrics_add_up_all_workers(server: Server) -> None:
+    before = httpx.get(f"{server.url}/metrics").text
+    n = 40
+    for _ in range(n):                      # a new connection each: the kernel spreads them over workers
+        assert httpx.post(f"{server.url}/v1/score", json=LEAD, headers=headers()).status_code == 200
+    batch = httpx.post(f"{server.url}/v1/score/batch", json={"leads": [LEAD] * 7}, headers=headers())
+    assert batch.status_code == 200
+    reads = [httpx.get(f"{server.url}/metrics").text for _ in range(6)]
+    labels = {"endpoint": "/v1/score", "method": "POST", "status": "200"}
+    delta = {metric_total(text, "leadscore_http_requests_total", **labels)
+             - metric_total(before, "leadscore_http_requests_total", **labels) for text in reads}
+    assert delta == {float(n)}, delta       # every scrape, whichever worker answers, sees all requests
+    after = reads[-1]
+    predictions = metric_total(after, "leadscore_predictions_total") \
+        - metric_total(before, "leadscore_predictions_total")
+    assert predictions == n + 7
+    assert metric_total(after, "leadscore_http_request_duration_seconds_count", **labels) >= n
+    assert len(set(re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"', after))) == 2
+    assert "leadscore_prediction_log_queue_depth" in after and "leadscore_prediction_score_bucket" in after
+
+
+def wait_until_served(url: str, version: str, workers: int, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while len(serving_pids(url, version)) < workers:
+        assert time.monotonic() < deadline, f"not every worker serves {version} after {timeout:.0f} s"
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def check_hot_switch_under_load(server: Server, deployment: dict[str, Any]) -> None:
+    """Admin switch through one worker, then an outside switch (``leadscore models activate``), under load.
+
+    No request fails or mixes versions; once every worker reports the new version (``/metrics``), every
+    response carries it.
+    """
+    v1, v2 = deployment["v1"], deployment["v2"]
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    threads = run_load(server.url, stop, outcomes, lead_payloads(deployment["schema"]))
+    try:
+        time.sleep(1.5)
+        switched = httpx.post(f"{server.url}/v1/model/activate/{v2}", headers=headers(ADMIN_KEY), timeout=30)
+        assert switched.status_code == 200 and switched.json() == {"active": v2, "previous": v1}
+        first_switch = time.monotonic()
+        first_settled = wait_until_served(server.url, v2, 2)
+        time.sleep(1.5)
+        Registry(server.registry).activate(v1)   # another process, through the shared registry
+        second_switch = time.monotonic()
+        second_settled = wait_until_served(server.url, v1, 2)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    failed = [o for o in outcomes if o.status != 200]
+    assert not failed, f"{len(failed)} of {len(outcomes)} requests failed: {failed[:3]}"
+    assert len(outcomes) > 50 and sum(o.batch for o in outcomes) > 5
+    assert all(len(o.versions) == 1 and o.versions <= {v1, v2} for o in outcomes)   # never mixed
+    before = {v for o in outcomes if o.received < first_switch - 0.5 for v in o.versions}
+    after_first = {v for o in outcomes if first_settled < o.sent < second_switch for v in o.versions}
+    after_second = {v for o in outcomes if o.sent > second_settled for v in o.versions}
+    assert (before, after_first, after_second) == ({v1}, {v2}, {v1})
+    assert first_settled - first_switch < 15 and second_settled - second_switch < 15
+    log = server.text()
+    assert f"serving model {v2} (was {v1})" in log and f"serving model {v1} (was {v2})" in log
+
+
+def test_cli_server_two_workers(server: Server, deployment: dict[str, Any]) -> None:
+    """``leadscore serve --workers 2``: one server (it starts slowly) for every check, then SIGTERM."""
+    check_auth_limits_and_no_key_in_logs(server)
+    check_no_delayed_ack_stalls(server)
+    check_metrics_add_up_all_workers(server)
+    check_hot_switch_under_load(server, deployment)
+    outcomes = sigterm_under_load(server, lead_payloads(deployment["schema"]))
+    db = deployment["registry"].root.parent / "predictions.db"   # the default log, next to the registry
+    check_logged([r for r in log_rows(f"sqlite:///{db}") if r["request_id"] in
+                  {o.request_id for o in outcomes}], outcomes)
+
+
+# --- graceful shutdown of plain uvicorn, nothing flushed before ----------------------------------------
+
+@pytest.fixture
+def log_url(deployment: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The PostgreSQL test server (a unique table, dropped afterwards), else a SQLite file."""
+    table = f"predlog_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError:
+        yield f"sqlite:///{deployment['root'] / f'{table}.db'}", table
+        return
+    yield PG_URL, table
+    with engine.begin() as conn:
+        for name in (table, f"outcomes_{table}"):
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_uvicorn_sigterm_under_load_flushes_every_acknowledged_prediction(
+        deployment: dict[str, Any], log_url: tuple[str, str], tmp_path: Path) -> None:
+    """``python -m uvicorn`` (2 workers) gets SIGTERM mid-load; every acknowledged lead is logged.
+
+    The log writer would flush only every 60 s here, so no row reaches the table before the shutdown:
+    they are all there because the app's lifespan shutdown writes what is buffered.
+    """
+    url, table = log_url
+    port = free_port()
+    (tmp_path / "metrics").mkdir()
+    settings = ServiceSettings(registry=deployment["registry"].root, keys_file=deployment["keys"],
+                               rate_limit=0, log_url=url, log_table=table, outcomes_table=f"outcomes_{table}",
+                               log_flush_interval=60.0, log_batch_size=100_000, state_dir=tmp_path)
+    env = {ENV_SETTINGS: settings.to_json(), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    argv = [sys.executable, "-m", "uvicorn", "leadscore.service.app:create_app_from_env", "--factory",
+            "--workers", "2", "--port", str(port), "--timeout-graceful-shutdown", "30"]
+    srv = launch(argv, tmp_path / "uvicorn.log", 2, settings.registry, env=env, port=port)
+    try:
+        srv.wait_ready()
+        before = log_rows(url, table)
+        outcomes = sigterm_under_load(srv, lead_payloads(deployment["schema"]), answered=100)
+    finally:
+        srv.stop()
+    assert before == []
+    leads = check_logged(log_rows(url, table), outcomes)
+    assert leads > 50

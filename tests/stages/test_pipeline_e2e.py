@@ -1,0 +1,121 @@
+"""`dvc repro` end to end on a tiny demo extract, in a scratch copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("notebooks", "src"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["demo"]["n_leads"] = 3000
+    params["model_comparison"].update(candidates=["rules", "logistic", "lightgbm"], cv_folds=3,
+                                      time_budget_seconds=4)
+    params["segments"]["min_positives"] = 40
+    params["clusters"]["k"] = 3
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "init", "--no-scm", "-q"], root)
+    run(["dvc", "config", "core.analytics", "false"], root)
+    run(["leadscore", "demo", "--out", "data"], root)
+    run(["dvc", "add", "-q", "data"], root)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def test_repro_builds_models_metrics_and_reports(project):
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert set(metrics["models"]) == {"champion", "rules", "logistic", "lightgbm"}
+    for model in metrics["models"].values():
+        assert {"roc_auc", "pr_auc", "brier", "log_loss", "ece", "precision", "recall"} <= set(model)
+        assert 0.5 < model["roc_auc"] <= 1.0
+    assert set(metrics["improvement_pct"]) == {"vs_rules", "vs_logistic"}
+    cv = json.loads((project / "reports/model_comparison/cv_scores.json").read_text())
+    assert {"rules", "logistic", "lightgbm", "champion"} <= set(cv)
+    for figure in ("curves", "gains_lift", "shap_summary", "radar", "feature_importance"):
+        assert (project / f"reports/model_comparison/figures/{figure}.png").stat().st_size > 1000
+    for plot in ("roc", "pr", "calibration"):
+        assert (project / f"reports/evaluate/plots/{plot}.csv").stat().st_size > 0
+    html = (project / "reports/html/03_evaluation.html").read_text()
+    assert "performance report" in html and "import json" not in html  # code hidden
+    for name in ("01_eda", "02_model_comparison"):
+        assert (project / f"reports/html/{name}.html").exists()
+        assert (project / f"reports/notebooks/{name}.ipynb").exists()
+
+
+def test_exported_model_carries_metadata_and_no_leakage(project):
+    meta = json.loads((project / "artifacts/export/metadata.json").read_text())
+    for key in ("features", "weights", "calibration", "threshold", "tiers", "candidates",
+                "training_window", "test_metrics", "data_sha256", "packages", "sha256"):
+        assert meta.get(key), key
+    assert {f["column"] for f in meta["leakage_findings"]} >= {"sales_status"}
+    assert any(f["check"] != "declared" for f in meta["leakage_findings"]
+               if f["column"] == "sales_status")  # caught by the guard's statistics, not only the rule
+    names = {f["name"] for f in meta["features"]}
+    assert "sales_status" not in names and len(names) >= 30
+    assert meta["packages"]["lightgbm"]
+    from leadscore.artifacts.registry import Registry
+
+    registry = Registry(project / "registry")
+    active = registry.active_version()
+    assert active and registry.show(active)["sha256"] == meta["sha256"]
+
+
+def test_second_repro_does_nothing_and_one_param_reruns_only_its_stage(project):
+    again = run(["dvc", "repro"], project)
+    assert "Running stage" not in again
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["eda"]["sample_rows"] = 500
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1])
+    assert set(status) == {"eda"}
+
+
+def test_score_open_leads_from_the_crm_tables_with_the_active_model(project):
+    """`leadscore score --crm`: open leads snapshotted with the training feature code, scored by the
+    registry's active version, with reasons; the same leads and scores as the split's open rows."""
+    import pandas as pd
+
+    out = run(["leadscore", "score", "--crm", "data/raw", "--output", "scores/open.parquet",
+               "--reasons", "2", "-q"], project)
+    assert "scored" in out
+    scores = pd.read_parquet(project / "scores/open.parquet")
+    open_rows = pd.read_parquet(project / "artifacts/split/open.parquet")
+    outcomes = pd.read_parquet(project / "data/raw/outcomes.parquet")
+    converted = set(outcomes.loc[outcomes["converted_at"].notna(), "lead_id"].astype(str))
+    open_ids = set(open_rows["lead_id"].astype(str))
+    assert set(scores["lead_id"]) == open_ids - converted and len(scores) > 0
+    from leadscore.artifacts.registry import Registry
+    from leadscore.scoring.scorer import Scorer
+
+    active = Registry(project / "registry").active_version()
+    assert set(scores["model_version"]) == {active}
+    expected = Scorer.load(registry=project / "registry").score_frame(open_rows, reasons=2)
+    merged = scores.merge(expected.astype({"lead_id": str}), on="lead_id", suffixes=("", "_split"))
+    assert len(merged) == len(scores)
+    assert (merged["probability"] - merged["probability_split"]).abs().max() < 1e-9
+    assert (merged["reasons"] == merged["reasons_split"]).all()
+    assert scores["reasons"].str.contains('"text"').any()
