@@ -10,11 +10,12 @@ from conftest import make_flat_leads
 from leadscore.core.config import DecisionParams
 from leadscore.core.exceptions import ConfigError
 from leadscore.data.schema import infer_schema, prepare_features
+from leadscore.evaluation.metrics import better
 from leadscore.modeling.rules import Rule
 from leadscore.modeling.segments import SegmentedModel
 from leadscore.training.build import build_champion, refit_scorer
 from leadscore.training.clusters import lead_clusters
-from leadscore.training.selection import SelectionSettings, _budgets, better, make_folds, select_model
+from leadscore.training.selection import SelectionSettings, _budgets, make_folds, select_model
 
 
 @pytest.fixture(scope="module")

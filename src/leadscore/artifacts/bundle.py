@@ -9,28 +9,28 @@ this machine's (:func:`leadscore.core.threads.n_threads`) at load time.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import joblib
 
 from leadscore.artifacts import legacy
+from leadscore.artifacts.metadata import (
+    FORMAT_VERSION,
+    base_metadata,
+    package_versions,
+    read_metadata,
+    verify_artifact,
+)
 from leadscore.artifacts.paths import METADATA_FILE, MODEL_FILE
 from leadscore.core import jsonsafe
-from leadscore.core.exceptions import ModelIntegrityError, ModelNotFoundError
+from leadscore.core.exceptions import ModelIntegrityError
 from leadscore.core.files import atomic_write, atomic_write_text
 from leadscore.core.hashing import file_sha256
 from leadscore.core.threads import n_threads
 from leadscore.data.schema import TableSchema
 from leadscore.modeling.composite import set_threads
-
-FORMAT_VERSION = 2  # 1 (implicit): the flat package layout; 2: subpackages, "model" payload key
-TRACKED_PACKAGES = ("leadscore", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "catboost",
-                    "pyarrow", "joblib")
 
 
 @dataclass
@@ -47,24 +47,6 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that a saved model depends on."""
-    versions = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def base_metadata(now: datetime | None = None) -> dict[str, Any]:
-    """What every saved bundle records about how it was made: format, time and package versions."""
-    stamp = (now or datetime.now(UTC)).astimezone(UTC)
-    return {"format_version": FORMAT_VERSION, "created_at": stamp.isoformat(timespec="seconds"),
-            "packages": package_versions()}
-
-
 def save_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
     """Write ``model.joblib`` and ``metadata.json`` (with the artifact's sha256) into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -77,39 +59,6 @@ def save_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
     bundle.metadata = meta
     atomic_write_text(out_dir / METADATA_FILE, jsonsafe.dumps(meta, indent=2) + "\n")
     return out_dir
-
-
-def read_metadata(model_dir: str | Path) -> dict[str, Any]:
-    """The metadata of a saved bundle, without loading the model."""
-    path = Path(model_dir) / METADATA_FILE
-    if not path.exists():
-        raise ModelNotFoundError(f"no model at {model_dir}: {METADATA_FILE} not found")
-    try:
-        return dict(jsonsafe.loads(path.read_text()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelIntegrityError(f"{path} is not valid JSON: {exc}") from exc
-
-
-def verify_artifact(model_dir: str | Path, meta: dict[str, Any]) -> Path:
-    """The bundle's artifact path, after checking that it exists and matches the sha256 in ``meta``.
-
-    Raises
-    ------
-    ModelNotFoundError
-        If the artifact is missing.
-    ModelIntegrityError
-        If it was changed or truncated since it was saved.
-    """
-    artifact = Path(model_dir) / str(meta.get("artifact", MODEL_FILE))
-    if not artifact.is_file():
-        raise ModelNotFoundError(f"no model artifact at {artifact}")
-    actual = file_sha256(artifact)
-    if actual != meta.get("sha256"):
-        raise ModelIntegrityError(
-            f"refusing to load {artifact}: expected sha256 {str(meta.get('sha256'))[:12]}..., "
-            f"got {actual[:12]}... (file changed or truncated)"
-        )
-    return artifact
 
 
 def load_bundle(model_dir: str | Path) -> ModelBundle:
@@ -138,3 +87,7 @@ def load_bundle(model_dir: str | Path) -> ModelBundle:
     model = payload["model"] if "model" in payload else payload["pipeline"]
     set_threads(model, n_threads())
     return ModelBundle(model, payload["schema"], meta)
+
+
+__all__ = ["FORMAT_VERSION", "METADATA_FILE", "MODEL_FILE", "ModelBundle", "base_metadata", "load_bundle",
+           "package_versions", "read_metadata", "save_bundle", "verify_artifact"]

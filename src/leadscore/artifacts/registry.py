@@ -24,17 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leadscore.artifacts.bundle import (
-    METADATA_FILE,
-    ModelBundle,
-    load_bundle,
-    read_metadata,
-    verify_artifact,
-)
+from leadscore.artifacts.metadata import read_metadata, verify_artifact
 from leadscore.artifacts.paths import (
     DEFAULT_REGISTRY,
+    METADATA_FILE,
     REGISTRY_ACTIVE,
     REGISTRY_ENV,
     REGISTRY_LOCK,
@@ -42,6 +37,9 @@ from leadscore.artifacts.paths import (
 )
 from leadscore.core.exceptions import ConfigError, ModelIntegrityError, ModelNotFoundError
 from leadscore.core.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from leadscore.artifacts.bundle import ModelBundle
 
 ENV_ROOT = REGISTRY_ENV
 VERSION_FORMAT = "%Y%m%d%H%M%S"
@@ -174,6 +172,8 @@ class Registry:
                 raise ModelNotFoundError(
                     f"{self.root}/ has no active model: run `dvc repro` or "
                     "`leadscore models activate VERSION`")
+        from leadscore.artifacts.bundle import load_bundle  # scikit-learn and joblib: only to load
+
         return load_bundle(self.path(version))
 
     # --- writing -----------------------------------------------------------------------------------

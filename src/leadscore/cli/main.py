@@ -94,7 +94,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 # --- pipeline stages -------------------------------------------------------------------------------
 
 def _cmd_features(args: argparse.Namespace) -> None:
-    from leadscore.data.crm import build_features
+    from leadscore.stages.features import build_features
 
     snap = build_features(args.data, args.out, _params(args))
     counts = snap["status"].value_counts().to_dict()
@@ -102,7 +102,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 
 def _cmd_split(args: argparse.Namespace) -> None:
-    from leadscore.data.crm import write_split
+    from leadscore.stages.split import write_split
 
     summary = write_split(args.snapshots, args.out, _params(args).test_months)
     for name, part in summary.items():
@@ -138,7 +138,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from leadscore.artifacts.registry import Registry
-    from leadscore.data.crm import export_model
+    from leadscore.stages.export import export_model
 
     out = export_model(args.model, args.metrics, args.data, args.out)
     registry = Registry(args.registry or Registry.default_root())

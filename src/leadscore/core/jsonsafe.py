@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
-
-import numpy as np
 
 
 def json_safe(value: Any) -> Any:
@@ -14,14 +13,16 @@ def json_safe(value: Any) -> Any:
 
     Examples
     --------
+    >>> import numpy as np
     >>> json_safe({"a": float("nan"), "b": np.int64(3), "c": (1.5, np.inf)})
     {'a': None, 'b': 3, 'c': [1.5, None]}
     """
+    np = sys.modules.get("numpy")  # NumPy values exist only once NumPy is imported; do not import it here
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | np.ndarray):
+    if isinstance(value, list | tuple | set) or (np is not None and isinstance(value, np.ndarray)):
         return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
+    if np is not None and isinstance(value, np.generic):
         return json_safe(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -1,27 +1,22 @@
-"""The data steps of ``dvc repro`` for the demo CRM: snapshot features, time split, and the export.
-Training is in :mod:`leadscore.stages.train`, the test-period assessment in :mod:`leadscore.stages.evaluate`.
+"""The relational CRM extract (``leads``, ``activities``, ``outcomes``) turned into one row per lead.
 
-Each function reads explicit paths and writes under explicit output folders, so ``dvc.yaml`` shows the
-whole data flow. Notebooks call the same package functions for their tables and plots.
+:func:`snapshot_table` is the one way snapshot rows are built: the ``features`` stage builds every lead's
+row with its label and status, and batch scoring (``leadscore score --crm``) builds the open leads' rows
+with :func:`open_lead_rows`, which calls it on the leads still open.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from leadscore.artifacts.bundle import load_bundle, save_bundle
 from leadscore.core.config import Params
 from leadscore.core.exceptions import DataValidationError, InputFileError
 from leadscore.data import snapshot
 from leadscore.data.schema import TableSchema, infer_schema
-from leadscore.data.tables import read_table, write_table
+from leadscore.data.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +36,42 @@ def load_crm(raw_dir: str | Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def data_fingerprint(raw_dir: str | Path) -> str:
-    """sha256 over the raw files' names and bytes: identifies the data a model was trained on."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(raw_dir).rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(raw_dir)).encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+def snapshot_table(tables: dict[str, pd.DataFrame], params: Params, *, as_of: pd.Timestamp | None = None,
+                   keep_excluded: bool = True) -> pd.DataFrame:
+    """Point-in-time row of every lead in ``tables["leads"]`` with its label and status as of ``as_of``
+    (default: the end of the data).
 
-
-def build_features(raw_dir: str | Path, out_path: str | Path, params: Params) -> pd.DataFrame:
-    """Point-in-time snapshot of every lead with its label and status; written to ``out_path``."""
-    tables = load_crm(raw_dir)
-    end = snapshot.data_end(tables)
-    # Post-outcome columns stay in the table so the leakage guard can show what they would do;
-    # the feature schema drops them (snapshot_schema).
+    With ``keep_excluded`` the post-outcome columns of ``features.exclude`` stay in the table, so the
+    leakage guard can show what they would do; the feature schema drops them (:func:`snapshot_schema`).
+    """
+    end = snapshot.data_end(tables) if as_of is None else as_of
     snap = snapshot.build_snapshot(
         tables["leads"], tables["activities"], snapshot_days=params.snapshot.snapshot_days,
-        as_of=end, placeholders=params.features.placeholders)
-    snap = snapshot.attach_labels(snap, tables["outcomes"],
+        as_of=end, placeholders=params.features.placeholders,
+        exclude=() if keep_excluded else params.features.exclude)
+    return snapshot.attach_labels(snap, tables["outcomes"],
                                   label_window_days=params.snapshot.label_window_days, end=end)
-    write_table(snap, out_path)
-    return snap
+
+
+def open_lead_rows(tables: dict[str, pd.DataFrame], params: Params, *,
+                   as_of: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """Rows of the leads open at ``as_of`` (default: the end of the data) and that time (naive UTC).
+
+    Open, as the ``split`` stage splits them: created by ``as_of``, label window not yet closed, not
+    converted by ``as_of``. Features are taken at ``created_at + snapshot_days``, or at ``as_of`` for
+    younger leads, exactly as for training rows; post-outcome columns are dropped.
+    """
+    end = snapshot.data_end(tables) if as_of is None else pd.Timestamp(as_of)
+    if end.tzinfo is not None:
+        end = end.tz_convert("UTC").tz_localize(None)
+    leads = tables["leads"]
+    created = pd.to_datetime(leads["created_at"], errors="coerce")
+    converted = leads["lead_id"].map(
+        tables["outcomes"].set_index("lead_id")["converted_at"].pipe(pd.to_datetime, errors="coerce"))
+    keep = (created <= end).to_numpy(bool) & ~(converted <= end).fillna(False).to_numpy(bool)
+    snap = snapshot_table({**tables, "leads": leads.loc[keep]}, params, as_of=end, keep_excluded=False)
+    rows = snap.loc[snap["status"] == "open"].drop(columns=["label", "status"]).reset_index(drop=True)
+    return rows, end
 
 
 def split_by_time(snapshots: pd.DataFrame, test_months: int) -> dict[str, pd.DataFrame]:
@@ -84,21 +92,6 @@ def split_by_time(snapshots: pd.DataFrame, test_months: int) -> dict[str, pd.Dat
     return {k: v.reset_index(drop=True) for k, v in parts.items()}
 
 
-def write_split(snapshots_path: str | Path, out_dir: str | Path, test_months: int) -> dict[str, Any]:
-    parts = split_by_time(read_table(snapshots_path), test_months)
-    out_dir = Path(out_dir)
-    summary: dict[str, Any] = {}
-    for name, part in parts.items():
-        write_table(part, out_dir / f"{name}.parquet")
-        summary[name] = {
-            "rows": int(len(part)),
-            "created_from": str(part["created_at"].min()), "created_to": str(part["created_at"].max()),
-            "conversion_rate": None if name == "open" else round(float(part["label"].mean()), 6),
-        }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
 def snapshot_schema(train: pd.DataFrame, params: Params, *, keep_excluded: bool = False) -> TableSchema:
     """Feature schema of a snapshot table: everything but ids, times, labels and (unless
     ``keep_excluded``, for the leakage checks) the post-outcome columns of ``features.exclude``."""
@@ -110,18 +103,3 @@ def snapshot_schema(train: pd.DataFrame, params: Params, *, keep_excluded: bool 
         if name in schema.dropped:
             schema.dropped[name] = "post-outcome column (features.exclude): never a feature"
     return schema
-
-
-def export_model(model_dir: str | Path, metrics_path: str | Path, raw_dir: str | Path,
-                 out_dir: str | Path) -> Path:
-    """Copy the champion bundle with its test metrics and the raw-data fingerprint in the metadata."""
-    bundle = load_bundle(model_dir)
-    metrics = json.loads(Path(metrics_path).read_text())
-    bundle.metadata.update({
-        "test_metrics": metrics.get("test"),
-        "data_sha256": data_fingerprint(raw_dir),
-    })
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    return save_bundle(bundle, out_dir)

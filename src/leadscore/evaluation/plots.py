@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import matplotlib
 
@@ -17,7 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 def roc_pr_calibration(y: np.ndarray, probs: Mapping[str, np.ndarray], bins: int = 10,
                        truth: np.ndarray | None = None) -> Figure:
     """ROC, precision-recall and reliability curves of several models side by side."""
-    from leadscore.evaluation.metrics import calibration_table, pr_points, roc_points
+    from leadscore.evaluation.curves import calibration_table, pr_points, roc_points
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     top = 0.05
@@ -143,23 +142,21 @@ def radar(values: Mapping[str, Mapping[str, float]], title: str = "Main metrics"
     return fig
 
 
-def shap_summary(model: Any, X: pd.DataFrame, max_rows: int = 2000, seed: int = 42) -> Figure:
-    """Beeswarm of the exact contributions of the whole served model (every member, weighted and
-    calibrated; :func:`leadscore.scoring.explain.contributions`), in score points per prepared feature.
-    Category colours follow the category codes (alphabetical)."""
+def shap_summary(points: pd.DataFrame, X: pd.DataFrame) -> Figure:  # noqa: N803
+    """Beeswarm of per-lead contributions in score points (rows of ``points`` align with ``X``).
+
+    ``points`` is, e.g., ``100 * leadscore.scoring.explain.contributions(model, X).values``: the exact
+    contributions of the whole served model. Category colours follow the category codes (alphabetical).
+    """
     import shap
 
-    from leadscore.scoring.explain import contributions
-
-    sample = X.sample(min(len(X), max_rows), random_state=seed)
-    points = contributions(model, sample).values * 100.0
-    shown = sample.copy()
+    shown = X.copy()
     for column in shown.columns:
         if not pd.api.types.is_numeric_dtype(shown[column]):
             codes = shown[column].astype("category").cat.codes.astype(float)
             shown[column] = codes.where(codes >= 0)
     plt.figure()
-    shap.summary_plot(points.to_numpy(), shown.to_numpy(float), feature_names=list(sample.columns),
+    shap.summary_plot(points.to_numpy(float), shown.to_numpy(float), feature_names=list(X.columns),
                       max_display=20, show=False)
     fig = plt.gcf()
     fig.suptitle("Exact contributions of the served model (score points)")

@@ -10,13 +10,13 @@ from numpy.typing import ArrayLike
 from sklearn.exceptions import NotFittedError
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, log_loss
 
 from leadscore.core.exceptions import ConfigError, DataValidationError, TargetError
-from leadscore.evaluation.metrics import expected_calibration_error
+from leadscore.evaluation.metrics import METRICS as METRIC_REGISTRY
+from leadscore.evaluation.metrics import PROPER_SCORES
 
 METHODS = ("none", "platt", "isotonic")  # simplest first: ties go to the earlier one
-METRICS = ("log_loss", "brier")
+METRICS = PROPER_SCORES  # what a calibration method is chosen on (lower is better)
 EPS = 1e-6  # calibrated outputs stay in [EPS, 1 - EPS], so log loss is finite
 
 
@@ -132,11 +132,7 @@ def _holdout_split(y: np.ndarray, order: ArrayLike | None, share: float,
 
 
 def _scores(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
-    return {
-        "log_loss": float(log_loss(y, prob, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, prob, labels=[0, 1])),
-        "ece": expected_calibration_error(y, prob),
-    }
+    return {name: METRIC_REGISTRY[name](y, prob) for name in ("log_loss", "brier", "ece")}
 
 
 def choose_calibration(prob: ArrayLike, y: ArrayLike, *, order: ArrayLike | None = None,

@@ -451,24 +451,9 @@ def crm_source(raw_dir: str | Path, params: Any, *, as_of: str | None = None) ->
     are taken at ``created_at + snapshot_days`` (the moment the model was trained to score), or at
     ``as_of`` for younger leads, exactly as ``dvc repro`` builds its rows.
     """
-    from leadscore.data import snapshot
-    from leadscore.data.crm import data_fingerprint, load_crm
+    from leadscore.core.hashing import folder_sha256
+    from leadscore.data.crm import load_crm, open_lead_rows
 
-    tables = load_crm(raw_dir)
-    end = snapshot.data_end(tables) if as_of is None else pd.Timestamp(as_of)
-    if end.tzinfo is not None:
-        end = end.tz_convert("UTC").tz_localize(None)
-    leads = tables["leads"]
-    created = pd.to_datetime(leads["created_at"], errors="coerce")
-    converted = leads["lead_id"].map(
-        tables["outcomes"].set_index("lead_id")["converted_at"].pipe(pd.to_datetime, errors="coerce"))
-    candidates = leads.loc[(created <= end).to_numpy(bool) & ~(converted <= end).fillna(False).to_numpy(bool)]
-    snap = snapshot.build_snapshot(candidates, tables["activities"],
-                                   snapshot_days=params.snapshot.snapshot_days, as_of=end,
-                                   placeholders=params.features.placeholders,
-                                   exclude=params.features.exclude)
-    snap = snapshot.attach_labels(snap, tables["outcomes"], end=end,
-                                  label_window_days=params.snapshot.label_window_days)
-    snap = snap.loc[snap["status"] == "open"].drop(columns=["label", "status"]).reset_index(drop=True)
-    key = f"crm:{data_fingerprint(raw_dir)}:{end.isoformat()}"
+    snap, end = open_lead_rows(load_crm(raw_dir), params, as_of=None if as_of is None else pd.Timestamp(as_of))
+    key = f"crm:{folder_sha256(raw_dir)}:{end.isoformat()}"
     return FrameSource(snap, description=f"{raw_dir} (open leads as of {end})", key=key)

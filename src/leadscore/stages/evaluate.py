@@ -12,27 +12,10 @@ import pandas as pd
 from leadscore.artifacts.bundle import load_bundle
 from leadscore.data.schema import prepare_features
 from leadscore.data.tables import read_table, write_table
+from leadscore.evaluation.comparison import improvement
+from leadscore.evaluation.curves import calibration_table, pr_points, roc_points
 from leadscore.evaluation.decision import threshold_metrics
-from leadscore.evaluation.metrics import calibration_table, classification_metrics, pr_points, roc_points
-
-BASELINES = ("rules", "logistic")
-
-
-def improvement(metrics: dict[str, dict[str, float]],
-                champion: str = "champion") -> dict[str, dict[str, float]]:
-    """Relative improvement (%) of the champion over each baseline present, for ROC-AUC and PR-AUC;
-    for Brier and log loss, the relative reduction."""
-    out: dict[str, dict[str, float]] = {}
-    for base in BASELINES:
-        if base not in metrics:
-            continue
-        row = {}
-        for key in ("roc_auc", "pr_auc"):
-            row[key] = round(100 * (metrics[champion][key] / metrics[base][key] - 1), 2)
-        for key in ("brier", "log_loss"):
-            row[key] = round(100 * (1 - metrics[champion][key] / metrics[base][key]), 2)
-        out[f"vs_{base}"] = row
-    return out
+from leadscore.evaluation.metrics import classification_metrics
 
 
 def _truth(test: pd.DataFrame, truth_path: str | Path | None, snapshot_days: float,

@@ -15,12 +15,12 @@ import pandas as pd
 from sklearn.base import clone
 
 from leadscore.data.schema import TableSchema
-from leadscore.evaluation.metrics import classification_metrics
+from leadscore.evaluation.metrics import better, classification_metrics
 from leadscore.modeling.calibration import choose_calibration
 from leadscore.modeling.candidates import make_model
 from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.segments import SegmentedModel
-from leadscore.training.selection import Folds, SelectionResult, SelectionSettings, better
+from leadscore.training.selection import Folds, SelectionResult, SelectionSettings
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from leadscore.core.exceptions import ConfigError
 from leadscore.data.schema import TableSchema
-from leadscore.evaluation.metrics import classification_metrics
+from leadscore.evaluation.metrics import better, classification_metrics, sort_key
 from leadscore.modeling.calibration import CalibrationChoice, choose_calibration
 from leadscore.modeling.candidates import CANDIDATES, make_model
 from leadscore.modeling.ensemble import LeadModel, optimize_weights
@@ -32,7 +32,6 @@ from leadscore.training.tuning import TuningResult, tune
 
 log = logging.getLogger(__name__)
 
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
 RULES = "rules"
 ENSEMBLE = "ensemble"
 # Relative cost of one fit, used to share a time budget across candidates.
@@ -89,11 +88,6 @@ class SelectionResult:
         out = np.full(len(raw), np.nan)
         out[self.covered] = self.calibration.calibrator.transform(raw[self.covered])
         return out
-
-
-def better(metric: str, a: float, b: float) -> bool:
-    """True when ``a`` is a better value of ``metric`` than ``b``."""
-    return a < b if metric in LOWER_IS_BETTER else a > b
 
 
 def expanding_folds(times: pd.Series, n_folds: int) -> Folds:
@@ -193,7 +187,7 @@ def evaluate_candidates(X: pd.DataFrame, y: pd.Series, schema: TableSchema, fold
 def _ensemble(results: Mapping[str, CandidateResult], y: np.ndarray, covered: np.ndarray,
               settings: SelectionSettings) -> tuple[dict[str, float], dict[str, float] | None]:
     ranked = sorted((r for r in results.values() if r.name != RULES),
-                    key=lambda r: r.metrics[settings.metric], reverse=settings.metric not in LOWER_IS_BETTER)
+                    key=lambda r: sort_key(settings.metric)(r.metrics[settings.metric]))
     members = [r.name for r in ranked[:settings.max_members]]
     if not settings.ensemble or len(members) < 2:
         return {members[0]: 1.0}, None
@@ -215,7 +209,7 @@ def select_model(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings: S
     yv = y.to_numpy()
     weights, blend_metrics = _ensemble(results, yv, covered, settings)
     best = max((r for r in results.values() if r.name != RULES),
-               key=lambda r: r.metrics[settings.metric] * (-1 if settings.metric in LOWER_IS_BETTER else 1))
+               key=lambda r: -sort_key(settings.metric)(r.metrics[settings.metric]))
     rows = {n: r.metrics for n, r in results.items()}
     if blend_metrics is not None:
         rows[ENSEMBLE] = blend_metrics

@@ -11,24 +11,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from leadscore.core.exceptions import ConfigError, DataValidationError, LeadscoreError
 from leadscore.data.schema import TableSchema
+from leadscore.evaluation.metrics import SELECTION_METRICS, get_metric
 from leadscore.modeling.candidates import CANDIDATES, make_model, search_defaults, suggest_params
 
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
-Direction = Literal["maximize", "minimize"]
-METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], Direction]] = {
-    "roc_auc": (roc_auc_score, "maximize"),
-    "log_loss": (lambda y, p: log_loss(y, p, labels=[0, 1]), "minimize"),
-    "brier": (brier_score_loss, "minimize"),
-}
 
 
 @dataclass(frozen=True)
@@ -48,8 +42,7 @@ class TuningResult:
 def _check_inputs(name: str, metric: str, y: pd.Series, folds: Folds) -> None:
     if name not in CANDIDATES:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(sorted(CANDIDATES))}")
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}: expected one of {', '.join(METRICS)}")
+    get_metric(metric, SELECTION_METRICS)
     if not folds:
         raise DataValidationError("expected at least one CV fold, got none")
     for i, (train, valid) in enumerate(folds):
@@ -71,7 +64,7 @@ def _storage_url(storage: str | Path | None) -> str | None:
 def _objective(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, folds: Folds,
                base: dict[str, Any], seed: int, metric: str,
                fixed: dict[str, Any]) -> Callable[[optuna.Trial], float]:
-    score = METRICS[metric][0]
+    score = get_metric(metric, SELECTION_METRICS)
     target = y.astype(int).to_numpy()
 
     def objective(trial: optuna.Trial) -> float:
@@ -92,7 +85,7 @@ def _objective(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, fo
 def _open_study(name: str, metric: str, url: str | None, study_name: str, seed: int,
                 base: dict[str, Any], fixed: dict[str, Any]) -> optuna.Study:
     study = optuna.create_study(
-        storage=url, study_name=study_name, direction=METRICS[metric][1], load_if_exists=True,
+        storage=url, study_name=study_name, direction="maximize" if get_metric(metric).higher_is_better else "minimize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     )

@@ -1,0 +1,64 @@
+"""Comparing models on the same leads: bootstrap intervals, the comparison table, improvement over baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.evaluation.decision import threshold_metrics
+from leadscore.evaluation.metrics import METRICS, classification_metrics, get_metric
+
+BASELINES = ("rules", "logistic")
+
+
+def bootstrap_ci(y_true: Any, prob: Any, metrics: tuple[str, ...] = ("roc_auc", "pr_auc", "brier"),
+                 n_boot: int = 200, seed: int = 42, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals of metrics (rows resampled with replacement)."""
+    y, p = np.asarray(y_true, int), np.asarray(prob, float)
+    rng = np.random.default_rng(seed)
+    funcs = {m: get_metric(m) for m in metrics}
+    draws: dict[str, list[float]] = {m: [] for m in metrics}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        for m in metrics:
+            draws[m].append(funcs[m](y[idx], np.clip(p[idx], 1e-7, 1 - 1e-7) if m == "log_loss" else p[idx]))
+    tail = (1 - level) / 2 * 100
+    return {m: (round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4))
+            for m, v in draws.items() if v}
+
+
+def comparison_table(y_true: Any, probs: dict[str, Any], threshold: float, *,
+                     seconds: dict[str, float] | None = None, n_boot: int = 200,
+                     seed: int = 42) -> pd.DataFrame:
+    """One row per model: ranking, calibration and threshold metrics with 95% bootstrap intervals."""
+    rows = []
+    for name, prob in probs.items():
+        y, p = np.asarray(y_true, int), np.asarray(prob, float)
+        row: dict[str, Any] = {"model": name, **classification_metrics(y, p)}
+        row.update(threshold_metrics(p, y, threshold))
+        for metric, (low, high) in bootstrap_ci(y, p, n_boot=n_boot, seed=seed).items():
+            row[f"{metric}_ci"] = f"[{low:.3f}, {high:.3f}]"
+        if seconds:
+            row["fit_seconds"] = seconds.get(name, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def improvement(metrics: dict[str, dict[str, float]],
+                champion: str = "champion") -> dict[str, dict[str, float]]:
+    """Relative improvement (%) of the champion over each baseline present, for ROC-AUC and PR-AUC;
+    for Brier and log loss, the relative reduction."""
+    out: dict[str, dict[str, float]] = {}
+    for base in BASELINES:
+        if base not in metrics:
+            continue
+        row = {}
+        for key in ("roc_auc", "pr_auc", "brier", "log_loss"):
+            ratio = metrics[champion][key] / metrics[base][key]
+            row[key] = round(100 * (ratio - 1 if METRICS[key].higher_is_better else 1 - ratio), 2)
+        out[f"vs_{base}"] = row
+    return out
