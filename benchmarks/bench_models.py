@@ -28,7 +28,7 @@ from leadscore.data.crm import snapshot_schema
 from leadscore.data.schema import infer_schema, prepare_features
 from leadscore.data.tables import coerce_target, read_table
 from leadscore.evaluation.metrics import classification_metrics
-from leadscore.training.build import build_champion
+from leadscore.training.build import build_model
 from leadscore.training.selection import SelectionSettings, build_estimator
 
 BANK = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bank-marketing" / "bank-full.csv"
@@ -70,7 +70,7 @@ def main() -> None:
     settings = SelectionSettings(candidates=tuple(args.candidates), time_budget=args.time_budget or None,
                                  seed=42)
     started = time.perf_counter()
-    champion = build_champion(X_train, y_train, schema, settings, times=times,
+    champion = build_model(X_train, y_train, schema, settings, times=times,
                               decision=DecisionParams(objective="f1", capacity_share=None,
                                                       target_precision=None))
     seconds = time.perf_counter() - started

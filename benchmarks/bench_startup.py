@@ -34,7 +34,7 @@ CLI = [sys.executable, "-m", "leadscore.cli"]
 PROBE = """
 import sys, time, json
 t = time.perf_counter()
-from leadscore.cli.main import main
+from leadscore.cli import main
 try:
     main({argv!r})
 except SystemExit:

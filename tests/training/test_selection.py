@@ -13,7 +13,7 @@ from leadscore.data.schema import infer_schema, prepare_features
 from leadscore.evaluation.metrics import better
 from leadscore.modeling.rules import Rule
 from leadscore.modeling.segments import SegmentedModel
-from leadscore.training.build import build_champion, refit_scorer
+from leadscore.training.build import build_model, refit_scorer
 from leadscore.training.clusters import lead_clusters
 from leadscore.training.selection import SelectionSettings, _budgets, make_folds, select_model
 
@@ -83,7 +83,7 @@ def test_segments_get_their_own_model_where_it_wins():
     schema = infer_schema(frame)
     X = prepare_features(frame, schema)
     settings = SelectionSettings(candidates=("logistic",), cv_folds=3, ensemble=False)
-    champion = build_champion(X, y, schema, settings, segment_column="segment", min_positives=40,
+    champion = build_model(X, y, schema, settings, segment_column="segment", min_positives=40,
                               decision=DecisionParams(objective="f1", capacity_share=None,
                                                       target_precision=None))
     table = champion.segments.table.set_index("segment")
@@ -111,8 +111,8 @@ def test_capacity_per_day_threshold(table):
     X, y, schema, times = table
     settings = SelectionSettings(candidates=("logistic",), cv_folds=3, ensemble=False)
     decision = DecisionParams(objective="capacity", capacity_share=None, capacity_per_day=1.0)
-    champion = build_champion(X, y, schema, settings, times=times, decision=decision)
+    champion = build_model(X, y, schema, settings, times=times, decision=decision)
     # leads arrive 4 a day (every 6 hours), so 1 a day is the top quarter
     assert champion.threshold.share_flagged == pytest.approx(0.25, abs=0.02)
     with pytest.raises(ConfigError, match="leads per day"):
-        build_champion(X, y, schema, settings, decision=decision)
+        build_model(X, y, schema, settings, decision=decision)

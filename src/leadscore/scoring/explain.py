@@ -49,6 +49,7 @@ from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.kinds import is_kind, renames_columns, tree_kind
 from leadscore.modeling.preprocessing import safe_names as _safe_names
 from leadscore.modeling.rules import RuleScorer
+from leadscore.modeling.segments import SegmentedModel
 
 _TINY = 1e-12  # |S| or |p - p0| below this: nothing to share out
 MAX_ROUNDING_GAP = 1e-4  # float32 rounding of a member's output; a larger gap is a bug, not rounding
@@ -244,23 +245,17 @@ def _calibrate(base: np.ndarray, values: np.ndarray, calibrator: Any) -> tuple[n
     return calibrate_contributions(base, values, calibrator.transform)
 
 
-def _segmented(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
-    """Step 6: each row explained by the model that scores it, stitched back in ``X``'s order."""
-    segment = X[model.column].to_numpy() if model.column in X.columns else np.full(len(X), None)
-    owner = np.zeros(len(X), dtype=int)  # 0: the global model
-    scorers = [model.global_model, *model.segment_models.values()]
-    for i, value in enumerate(model.segment_models, start=1):
-        owner[segment == value] = i  # the later value wins, as in SegmentedModel.predict_proba
+def _segmented(model: SegmentedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+    """Step 6: each row explained by the model that scores it (:meth:`SegmentedModel.route`)."""
     base, values = np.zeros(len(X)), np.zeros(X.shape)
-    for i in np.unique(owner):
-        rows = np.flatnonzero(owner == i)
-        base[rows], values[rows] = _explain(scorers[i], X.iloc[rows])
+    for sub, rows in model.route(X):
+        base[rows], values[rows] = _explain(sub, X.iloc[rows])
     return base, values
 
 
 def _explain(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
     """(base, values) arrays for any supported model."""
-    if hasattr(model, "segment_models") and hasattr(model, "global_model"):  # a SegmentedModel
+    if isinstance(model, SegmentedModel):
         return _segmented(model, X)
     ensemble = isinstance(model, LeadModel)
     members, weights = (model.members, model.weights) if ensemble else ({"m": model}, {"m": 1.0})

@@ -56,6 +56,7 @@ from leadscore.data.schema import (
 )
 from leadscore.evaluation.decision import DEFAULT_TIERS, Tier, assign_tiers, tiers_from_config
 from leadscore.modeling.ensemble import LeadModel
+from leadscore.modeling.segments import SegmentedModel
 from leadscore.scoring.explain import contributions, reason_items, reason_texts
 from leadscore.scoring.fastpath import CompiledModel, compile_model
 from leadscore.scoring.fastpath.compiled import member_agreement
@@ -75,13 +76,10 @@ def to_score(prob: np.ndarray) -> np.ndarray:
 
 def _member_outputs(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
     """(calibrated probability, agreement) per row; the probability is exactly ``predict_proba``'s."""
-    if hasattr(model, "segment_models") and hasattr(model, "global_model"):  # SegmentedModel
-        prob, agreement = _member_outputs(model.global_model, X)
-        segment = X[model.column].to_numpy() if model.column in X.columns else np.full(len(X), None)
-        for value, sub in model.segment_models.items():
-            rows = segment == value
-            if rows.any():
-                prob[rows], agreement[rows] = _member_outputs(sub, X.loc[rows])
+    if isinstance(model, SegmentedModel):
+        prob, agreement = np.zeros(len(X)), np.ones(len(X))
+        for sub, rows in model.route(X):
+            prob[rows], agreement[rows] = _member_outputs(sub, X.iloc[rows])
         return prob, agreement
     if not isinstance(model, LeadModel):
         return np.asarray(model.predict_proba(X))[:, 1].astype(float), np.ones(len(X))

@@ -1,20 +1,26 @@
-"""From a labelled training table to the champion scorer: leakage guard, model selection, segment
-models, business threshold and tiers. Shared by the ``train`` stage and ``leadscore fit``."""
+"""The one training path: from a labelled table to the champion scorer and its metadata.
+
+:func:`train_model` runs the leakage guard, model selection (tuning, ensemble, calibration), segment
+models, the business threshold and tiers; :func:`model_metadata` writes what every bundle records. The
+``train`` stage and ``leadscore fit`` both call them with settings from :class:`~leadscore.core.config.Params`
+(``params.yaml``, whose defaults are the dataclass defaults), so they cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
+from leadscore.artifacts.metadata import base_metadata
 from leadscore.core.config import DecisionParams, LeakageParams, Params
 from leadscore.core.exceptions import ConfigError
-from leadscore.data.schema import TableSchema
+from leadscore.data.schema import TableSchema, prepare_features
 from leadscore.evaluation.decision import (
     DEFAULT_TIERS,
     ThresholdChoice,
@@ -22,9 +28,8 @@ from leadscore.evaluation.decision import (
     choose_threshold,
     tiers_from_config,
 )
-from leadscore.modeling.ensemble import LeadModel
+from leadscore.modeling.composite import refit
 from leadscore.modeling.rules import rules_from_config
-from leadscore.modeling.segments import SegmentedModel
 from leadscore.training.leakage import LeakageSettings, LeakFinding, check_leakage, find_leaks
 from leadscore.training.segments import SegmentReport, fit_segments
 from leadscore.training.selection import SelectionResult, SelectionSettings, make_folds, select_model
@@ -33,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Champion:
+class BuiltModel:
     scorer: Any                           # LeadModel or SegmentedModel: predict_proba on prepared features
     selection: SelectionResult
     segments: SegmentReport | None
@@ -42,17 +47,25 @@ class Champion:
     leaks: list[LeakFinding]
 
 
+SMALL_TABLE = 2000  # fewer training rows than this get at most SMALL_TABLE_FOLDS folds
+SMALL_TABLE_FOLDS = 3
+
+
 def selection_settings(params: Params, *, candidates: Iterable[str] | None = None,
-                       time_budget: float | None = None, n_trials: int | None = None) -> SelectionSettings:
-    """Selection settings from params.yaml, with command-line overrides."""
+                       time_budget: float | None = None, n_trials: int | None = None,
+                       n_rows: int | None = None) -> SelectionSettings:
+    """Selection settings from params.yaml, with command-line overrides; small tables get fewer folds."""
     comparison = params.comparison
+    folds = comparison.cv_folds
+    if n_rows is not None and n_rows < SMALL_TABLE:
+        folds = min(folds, SMALL_TABLE_FOLDS)
     model_params = {k: dict(v) for k, v in params.model_params.items()}
     if comparison.smote:
         model_params.setdefault("logistic", {})["smote"] = True
     budget = comparison.time_budget_seconds if time_budget is None else time_budget
     return SelectionSettings(
         candidates=tuple(candidates or comparison.candidates), metric=comparison.metric,
-        cv_folds=comparison.cv_folds, n_trials=comparison.n_trials if n_trials is None else n_trials,
+        cv_folds=folds, n_trials=comparison.n_trials if n_trials is None else n_trials,
         time_budget=budget or None, storage=comparison.study_storage, ensemble=comparison.ensemble,
         max_members=comparison.max_members, calibration_methods=comparison.calibration,
         model_params=model_params,
@@ -94,10 +107,10 @@ def choose_business_threshold(prob: np.ndarray, y: np.ndarray, decision: Decisio
     return choose_threshold(prob, y, objective=decision.objective, **extra)
 
 
-def build_champion(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings: SelectionSettings, *,
+def build_model(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings: SelectionSettings, *,
                    times: pd.Series | None = None, segment_column: str | None = None,
                    min_positives: int = 150, decision: DecisionParams | None = None,
-                   leaks: list[LeakFinding] | None = None, progress: bool = False) -> Champion:
+                   leaks: list[LeakFinding] | None = None, progress: bool = False) -> BuiltModel:
     """Select, combine and calibrate on the training rows; add segment models; pick the threshold."""
     decision = decision or DecisionParams()
     X, y = X.reset_index(drop=True), y.reset_index(drop=True).astype(int)
@@ -118,10 +131,10 @@ def build_champion(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings:
         leads_per_day = len(times) / max(span_days, 1.0)
     threshold = choose_business_threshold(oof, y.to_numpy()[covered], decision, leads_per_day)
     tiers = tiers_from_config(decision.tiers) if decision.tiers else DEFAULT_TIERS
-    return Champion(scorer, selection, report, threshold, tuple(tiers), list(leaks or []))
+    return BuiltModel(scorer, selection, report, threshold, tuple(tiers), list(leaks or []))
 
 
-def champion_metadata(champion: Champion) -> dict[str, Any]:
+def build_metadata(champion: BuiltModel) -> dict[str, Any]:
     """What the bundle records about how the champion was chosen."""
     selection = champion.selection
     return {
@@ -146,12 +159,70 @@ def champion_metadata(champion: Champion) -> dict[str, Any]:
     }
 
 
+@dataclass
+class TrainedModel:
+    """What :func:`train_model` returns: the champion, the prepared features it was chosen on, timing."""
+
+    champion: BuiltModel
+    X: pd.DataFrame
+    settings: SelectionSettings
+    seconds: float
+
+
+def train_model(frame: pd.DataFrame, y: pd.Series, schema: TableSchema, params: Params, *,
+                times: pd.Series | None = None, guard_schema: TableSchema | None = None,
+                progress: bool = False) -> TrainedModel:
+    """Guard against leakage, then select, combine, calibrate, segment and threshold on ``frame``.
+
+    Parameters
+    ----------
+    frame : raw training rows (one per lead); ``y`` their 0/1 labels, aligned.
+    schema : the feature schema (what the model reads).
+    params : every setting; ``features.exclude`` are the declared post-outcome columns and
+        ``leakage.allow`` the columns allowed despite a leakage finding.
+    times : creation times: time-ordered folds and a per-day capacity threshold.
+    guard_schema : the schema the leakage guard checks (default ``schema``); the ``train`` stage passes
+        one that keeps the declared post-outcome columns so the report shows what they would do.
+
+    Raises
+    ------
+    LeakageError
+        If a column would not be known at scoring time and is neither declared nor allowed.
+    """
+    started = time.perf_counter()
+    y = y.reset_index(drop=True).astype(int)
+    frame = frame.reset_index(drop=True)
+    leaks = guard_leakage(frame, y, guard_schema or schema, declared=params.features.exclude,
+                          allow=params.leakage.allow, settings=leakage_settings(params.leakage, params.seed))
+    X = prepare_features(frame, schema)
+    settings = selection_settings(params, n_rows=len(y))
+    champion = build_model(X, y, schema, settings, times=times, segment_column=params.segments.column,
+                              min_positives=params.segments.min_positives, decision=params.decision,
+                              leaks=leaks, progress=progress)
+    return TrainedModel(champion, X, settings, time.perf_counter() - started)
+
+
+def model_metadata(trained: TrainedModel, y: pd.Series, schema: TableSchema, params: Params, *,
+                   target: str, id_column: str | None, time_column: str | None,
+                   times: pd.Series | None) -> dict[str, Any]:
+    """The metadata every trained bundle carries (``fit`` and the ``train`` stage alike)."""
+    window = None if times is None or times.dropna().empty else \
+        [pd.Timestamp(times.min()).isoformat(), pd.Timestamp(times.max()).isoformat()]
+    return {
+        **base_metadata(),
+        "model": trained.champion.selection.champion,
+        "target": target, "id_column": id_column, "time_column": time_column,
+        "features": schema.describe_columns(),
+        "dropped_columns": schema.dropped,
+        "excluded_columns": list(params.features.exclude),
+        "rows": int(len(y)), "positive_rate": round(float(pd.Series(y).mean()), 6),
+        "training_window": window,
+        "seed": params.seed,
+        **build_metadata(trained.champion),
+        "fit_seconds": round(trained.seconds, 2),
+    }
+
+
 def refit_scorer(scorer: Any, X: pd.DataFrame, y: pd.Series) -> Any:
     """The same scorer (members, weights, calibrators, segments) refitted on more rows."""
-    if isinstance(scorer, SegmentedModel):
-        segment = X[scorer.column].to_numpy()
-        models = {value: refit_scorer(model, X[segment == value], y[segment == value])
-                  for value, model in scorer.segment_models.items()}
-        return SegmentedModel(scorer.column, refit_scorer(scorer.global_model, X, y), models)
-    members = {name: clone(member).fit(X, y) for name, member in scorer.members.items()}
-    return LeadModel(members, scorer.weights, scorer.calibrator)
+    return refit(scorer, X, y)

@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from leadscore.artifacts.bundle import ModelBundle, package_versions
-from leadscore.core.config import DEFAULT_PLACEHOLDERS, DecisionParams
+from leadscore.artifacts.bundle import ModelBundle
+from leadscore.core.config import Params
 from leadscore.core.exceptions import DataValidationError, TargetError
 from leadscore.data.schema import infer_schema, prepare_features
 from leadscore.data.tables import coerce_target
 from leadscore.evaluation.metrics import classification_metrics
-from leadscore.training.build import build_champion, champion_metadata, guard_leakage, refit_scorer
-from leadscore.training.leakage import LeakageSettings
-from leadscore.training.selection import SelectionSettings
+from leadscore.training.build import model_metadata, refit_scorer, train_model
 
 log = logging.getLogger(__name__)
 
 MIN_PER_CLASS = 10  # fewer labelled rows of either class cannot give a trustworthy model
 MIN_PER_CLASS_VALIDATION = 5
-# Random forest is left out by default: slower, and rarely better than the boosted trees.
-DEFAULT_FIT_CANDIDATES = ("logistic", "lightgbm", "xgboost", "catboost")
 
 
 @dataclass(frozen=True)
@@ -102,39 +97,35 @@ class FitResult:
     holdout: str
 
 
-def fit_table(
-    frame: pd.DataFrame,
-    *,
-    target: str,
-    id_column: str | None = None,
-    time_column: str | None = None,
-    drop: Iterable[str] = (),
-    placeholders: Sequence[str] = DEFAULT_PLACEHOLDERS,
-    candidates: Sequence[str] = DEFAULT_FIT_CANDIDATES,
-    time_budget: float | None = None,
-    n_trials: int = 0,
-    metric: str = "roc_auc",
-    allow_leaky: Iterable[str] = (),
-    segment: str | None = None,
-    decision: DecisionParams | None = None,
-    test_size: float = 0.2,
-    seed: int = 42,
-    refit: bool = True,
-    progress: bool = False,
-) -> FitResult:
-    """Fit a scoring model on one row per lead.
+def fit_params(params: Params | None = None, *, drop: Iterable[str] = (),
+               placeholders: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
+               time_budget: float | None = None, n_trials: int | None = None, metric: str | None = None,
+               allow_leaky: Iterable[str] = (), segment: str | None = None,
+               seed: int | None = None) -> Params:
+    """``params`` (default: the package defaults, which are params.yaml's) with ``leadscore fit``'s
+    options applied: the same settings object the ``train`` stage uses."""
+    params = params or Params()
+    comparison = params.comparison
+    comparison = replace(
+        comparison, candidates=tuple(candidates or comparison.candidates),
+        metric=metric or comparison.metric,
+        n_trials=comparison.n_trials if n_trials is None else n_trials,
+        time_budget_seconds=comparison.time_budget_seconds if time_budget is None else float(time_budget))
+    features = replace(params.features, exclude=tuple(drop),
+                       placeholders=tuple(params.features.placeholders if placeholders is None
+                                          else placeholders))
+    return replace(params, comparison=comparison, features=features,
+                   leakage=replace(params.leakage, allow=(*params.leakage.allow, *allow_leaky)),
+                   segments=replace(params.segments, column=segment or params.segments.column),
+                   seed=params.seed if seed is None else seed)
 
-    The validation rows are the most recent ones when ``time_column`` is given, else a stratified sample;
-    they are scored once by the champion. On the other rows: the leakage guard, then every candidate on
-    out-of-fold predictions (tuned within ``time_budget`` seconds), an ensemble if it wins, calibration
-    and the business threshold. With ``refit`` the champion is refitted on all labelled rows.
-    """
-    started = time.perf_counter()
-    decision = decision or DecisionParams(objective="f1", capacity_share=None, target_precision=None)
+
+def _labelled(frame: pd.DataFrame, target: str, columns: Iterable[str | None]) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows with a target (open leads left out, with a warning) and the 0/1 target."""
     if target not in frame.columns:
         raise TargetError(f"target column '{target}' not found; columns are: "
                           f"{', '.join(map(str, frame.columns[:20]))}")
-    for name in [c for c in (time_column, segment, *drop) if c]:
+    for name in [c for c in columns if c]:
         if name not in frame.columns:
             raise DataValidationError(f"column '{name}' not found")
     y_all = coerce_target(frame[target], target)
@@ -142,44 +133,48 @@ def fit_table(
     if not labelled.all():
         log.warning("%d row(s) with an empty target left out of training (open leads?)",
                     int((~labelled).sum()))
-    frame = frame.loc[labelled].reset_index(drop=True)
     y = y_all[labelled].reset_index(drop=True).astype(int)
+    return frame.loc[labelled].reset_index(drop=True), y
+
+
+def fit_table(frame: pd.DataFrame, *, target: str, id_column: str | None = None,
+              time_column: str | None = None, drop: Iterable[str] = (), params: Params | None = None,
+              test_size: float = 0.2, refit: bool = True, progress: bool = False,
+              **overrides: Any) -> FitResult:
+    """Fit a scoring model on one row per lead.
+
+    The validation rows are the most recent ones when ``time_column`` is given, else a stratified sample;
+    they are scored once by the champion. The other rows go through
+    :func:`~leadscore.training.build.train_model`, the same path as the ``train`` stage. With ``refit``
+    the champion is then refitted on all labelled rows. ``overrides`` are the options of
+    :func:`fit_params` (candidates, time_budget, n_trials, metric, allow_leaky, segment, seed,
+    placeholders).
+    """
+    drop = tuple(drop)
+    params = fit_params(params, drop=drop, **overrides)
+    frame, y = _labelled(frame, target, (time_column, params.segments.column, *drop))
     check_unique_ids(frame, id_column)
     _check_classes(y, "training data")
     times = parse_times(frame[time_column], time_column) if time_column else None
     schema = infer_schema(frame, target=target, id_column=id_column, time_column=time_column,
-                          drop=drop, placeholders=placeholders)
-    X = prepare_features(frame, schema)
-    holdout = make_holdout(y, times=times, test_size=test_size, seed=seed)
+                          drop=drop, placeholders=params.features.placeholders)
+    holdout = make_holdout(y, times=times, test_size=test_size, seed=params.seed)
     _check_classes(y.iloc[holdout.valid], "validation part (raise --test-size?)",
                    MIN_PER_CLASS_VALIDATION)
     train = holdout.train
-    leaks = guard_leakage(frame.iloc[train], y.iloc[train], schema, allow=allow_leaky,
-                          settings=LeakageSettings(seed=seed))
-    settings = SelectionSettings(candidates=tuple(candidates), metric=metric, n_trials=n_trials,
-                                 time_budget=time_budget or None, seed=seed,
-                                 cv_folds=3 if len(train) < 2000 else 4)
-    champion = build_champion(X.iloc[train], y.iloc[train], schema, settings,
-                              times=None if times is None else times.iloc[train],
-                              segment_column=segment, decision=decision, leaks=leaks, progress=progress)
+    trained = train_model(frame.iloc[train], y.iloc[train], schema, params, progress=progress,
+                          times=None if times is None else times.iloc[train].reset_index(drop=True))
+    champion = trained.champion
+    X = prepare_features(frame, schema)
     prob = champion.scorer.predict_proba(X.iloc[holdout.valid])[:, 1]
     validation = {name: r.metrics for name, r in champion.selection.candidates.items()}
     validation["champion"] = classification_metrics(y.iloc[holdout.valid], prob)
     scorer = refit_scorer(champion.scorer, X, y) if refit else champion.scorer
     metadata = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": champion.selection.champion,
-        "features": schema.describe_columns(),
-        "dropped_columns": schema.dropped,
-        "target": target, "id_column": id_column, "time_column": time_column,
-        "rows": int(len(y)), "positive_rate": round(float(y.mean()), 6),
-        "training_window": None if times is None else
-        [times.min().isoformat(), times.max().isoformat()],
+        **model_metadata(trained, y, schema, params, target=target, id_column=id_column,
+                         time_column=time_column, times=times),
         "validation": {"method": holdout.method, "holdout_metrics": validation["champion"]},
         "refit_on_all_rows": refit,
-        **champion_metadata(champion),
-        "fit_seconds": round(time.perf_counter() - started, 2),
-        "packages": package_versions(),
     }
     return FitResult(ModelBundle(scorer, schema, metadata), validation, champion.selection.champion,
                      holdout.method)

@@ -1,0 +1,34 @@
+"""What every ``leadscore`` subcommand shares: how it is added to the parser and reads params.yaml."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leadscore.core.config import Params
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def load_params_arg(args: argparse.Namespace) -> Params:
+    """``--params`` read into :class:`~leadscore.core.config.Params` (imported late: keeps --help fast)."""
+    from leadscore.core.config import load_params
+
+    return load_params(args.params)
+
+
+def add_command(commands: argparse._SubParsersAction, name: str, handler: Handler, summary: str,
+                description: str) -> argparse.ArgumentParser:
+    """A subcommand parser whose ``--help`` keeps the description's line breaks."""
+    parser = commands.add_parser(name, help=summary, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def add_params_option(parser: argparse.ArgumentParser) -> None:
+    """``--params FILE`` (default ``params.yaml``)."""
+    parser.add_argument("--params", default="params.yaml", metavar="FILE",
+                        help="settings file (default: %(default)s)")
