@@ -17,18 +17,14 @@ from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.rules import Rule, RuleScorer
 from leadscore.modeling.segments import SegmentedModel
 from leadscore.scoring.explain import (
-    FEATURE_TEXT,
     Contributions,
-    Reason,
     UnsupportedModelError,
     _member_margins,
     _probability,
     _source_feature,
     contributions,
-    describe,
-    score_points,
-    top_reasons,
 )
+from leadscore.scoring.reasons import FEATURE_TEXT, Reason, describe, score_points, top_reasons
 
 SMALL = {"lightgbm": {"n_estimators": 60}, "xgboost": {"n_estimators": 60}, "catboost": {"iterations": 60},
          "random_forest": {"n_estimators": 40}}

@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from leadscore.core.database import UtcDateTime, make_engine
 from leadscore.core.exceptions import StoreError
-from leadscore.scoring.store import UtcDateTime, make_engine
 
 log = logging.getLogger(__name__)
 

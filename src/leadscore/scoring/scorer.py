@@ -57,9 +57,10 @@ from leadscore.data.schema import (
 from leadscore.evaluation.decision import DEFAULT_TIERS, Tier, assign_tiers, tiers_from_config
 from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.segments import SegmentedModel
-from leadscore.scoring.explain import contributions, reason_items, reason_texts
+from leadscore.scoring.explain import contributions
 from leadscore.scoring.fastpath import CompiledModel, compile_model
 from leadscore.scoring.fastpath.compiled import member_agreement
+from leadscore.scoring.reasons import reason_items, reason_texts
 
 log = logging.getLogger(__name__)
 

@@ -25,109 +25,22 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadscore.core import jsonsafe
+from leadscore.core.database import UtcDateTime, first_line, is_sql_location, make_engine, safe_url
 from leadscore.core.exceptions import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS: tuple[str, ...] = ("lead_id", "model_version", "probability", "score", "tier", "action",
                                   "confidence", "reasons", "scored_at", "run_id")
-SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 RUN_STATUSES = ("done", "failed")
 
 _QUERY = re.compile(r"^\s*\(*\s*(select|with)\b", re.IGNORECASE)
-_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
 _T = TypeVar("_T")
-
-
-def safe_url(url: str) -> str:
-    """``url`` fit for logs and messages: any password replaced by ``***``; a bare path unchanged.
-
-    Examples
-    --------
-    >>> safe_url("postgresql+psycopg://scorer:s3cret@db:5432/crm")
-    'postgresql+psycopg://scorer:***@db:5432/crm'
-    """
-    text = str(url).strip()
-    if "://" not in text:
-        return text
-    try:
-        return sa.make_url(text).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return _PASSWORD.sub(r"\1***@", text)
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
 
 
 def _split_name(table: str) -> tuple[str | None, str]:
     schema, _, name = table.rpartition(".")
     return schema or None, name
-
-
-def make_engine(url: str) -> sa.Engine:
-    """A SQLAlchemy engine (``pool_pre_ping=True``) for a URL or a bare SQLite path.
-
-    Parameters
-    ----------
-    url : ``sqlite:///scores.db``, ``postgresql+psycopg://user@host/db``, ... or a path ending
-        ``.db``, ``.sqlite`` or ``.sqlite3`` (a SQLite file, created on first connection).
-
-    Raises
-    ------
-    StoreError
-        If the URL cannot be parsed, names no known dialect, or its driver is not installed.
-    """
-    text = str(url).strip()
-    try:
-        if "://" not in text and text.lower().endswith(SQLITE_SUFFIXES):
-            parsed = sa.URL.create("sqlite", database=str(Path(text).expanduser()))
-        else:
-            parsed = sa.make_url(text)
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
-    except sa.exc.NoSuchModuleError as exc:
-        raise StoreError(f"unsupported database URL {safe_url(text)!r}: no SQLAlchemy dialect "
-                         f"for {text.partition('://')[0]!r} (expected e.g. sqlite:///x.db)") from exc
-    except sa.exc.ArgumentError as exc:
-        raise StoreError(f"invalid database URL {safe_url(text)!r}: expected dialect[+driver]://... "
-                         f"or a path ending {', '.join(SQLITE_SUFFIXES)}") from exc
-    except ImportError as exc:
-        raise StoreError(f"cannot use database URL {safe_url(text)!r}: driver not installed "
-                         f"({_first_line(exc)})") from exc
-    if engine.dialect.name == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        sa.event.listen(engine, "connect", _sqlite_wal)
-    return engine
-
-
-def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
-    """Write-ahead log: readers (a streaming source) and a writer (the sink, the prediction log) in the
-    same SQLite file do not block each other (a writer waits for another writer: the driver's timeout,
-    5 s unless the URL sets ``?timeout=``)."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
-
-
-def is_sql_location(text: str) -> bool:
-    """True if :func:`make_engine` would take ``text`` as a database rather than a file path.
-
-    Examples
-    --------
-    >>> is_sql_location("postgresql+psycopg://u@h/db"), is_sql_location("leads.sqlite")
-    (True, True)
-    >>> is_sql_location("s3://bucket/leads.csv"), is_sql_location("leads.csv")
-    (False, False)
-    """
-    text = str(text).strip()
-    if "://" not in text:
-        return text.lower().endswith(SQLITE_SUFFIXES)
-    try:
-        sa.make_url(text).get_dialect()
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError):
-        return False
-    return True
 
 
 def read_sql_chunks(url: str, source: str, *, chunk_size: int,
@@ -182,7 +95,7 @@ def _iter_chunks(engine: sa.Engine, statement: sa.TextClause, label: str, chunk_
         try:
             conn = engine.connect()
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"cannot connect to {where}: {_first_line(exc)}") from exc
+            raise StoreError(f"cannot connect to {where}: {first_line(exc)}") from exc
         with conn:
             try:
                 if table is not None:
@@ -193,7 +106,7 @@ def _iter_chunks(engine: sa.Engine, statement: sa.TextClause, label: str, chunk_
                 parts = result.partitions(chunk_size)
                 rows: Sequence[sa.Row[Any]] | None = next(parts, None)
             except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"cannot read {label} from {where}: {_first_line(exc)}") from exc
+                raise StoreError(f"cannot read {label} from {where}: {first_line(exc)}") from exc
             done = 0
             while rows is not None:
                 yield pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns, coerce_float=True)
@@ -202,27 +115,9 @@ def _iter_chunks(engine: sa.Engine, statement: sa.TextClause, label: str, chunk_
                     rows = next(parts, None)
                 except sa.exc.SQLAlchemyError as exc:
                     raise StoreError(f"reading {label} from {where} failed after {done} rows: "
-                                     f"{_first_line(exc)}") from exc
+                                     f"{first_line(exc)}") from exc
     finally:
         engine.dispose()
-
-
-class UtcDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _build_tables(metadata: sa.MetaData, table: str) -> tuple[sa.Table, sa.Table, sa.Table]:
@@ -268,7 +163,7 @@ def _floats(series: pd.Series) -> list[float | None]:
     try:
         values = pd.to_numeric(series).to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise StoreError(f"scores column {series.name!r}: expected numbers, got {_first_line(exc)}") from exc
+        raise StoreError(f"scores column {series.name!r}: expected numbers, got {first_line(exc)}") from exc
     return [v if math.isfinite(v) else None for v in values.tolist()]
 
 
@@ -297,7 +192,7 @@ def _timestamps(series: pd.Series) -> list[datetime | None]:
         stamps = pd.to_datetime(series, utc=True)  # naive values are taken as UTC
     except (TypeError, ValueError) as exc:
         raise StoreError(f"scores column {series.name!r}: expected timestamps, "
-                         f"got {_first_line(exc)}") from exc
+                         f"got {first_line(exc)}") from exc
     return [None if v is pd.NaT else v.to_pydatetime(warn=False) for v in stamps.tolist()]
 
 
@@ -396,15 +291,15 @@ class SqlScoreSink:
                     return work(conn)
             except sa.exc.SQLAlchemyError as exc:
                 if not _is_transient(exc, self.dialect):
-                    raise StoreError(f"{action} failed on {self.url}: {_first_line(exc)}") from exc
+                    raise StoreError(f"{action} failed on {self.url}: {first_line(exc)}") from exc
                 attempt += 1
                 if attempt >= attempts:
                     raise StoreError(f"{action} failed on {self.url}: {attempts} attempts failed, "
-                                     f"last error: {_first_line(exc)}") from exc
+                                     f"last error: {first_line(exc)}") from exc
                 delay = self.backoff * 2 ** (attempt - 1)
                 delay += random.uniform(0, 0.1 * delay)
                 log.warning("%s failed on %s (attempt %d of %d), retrying in %.2f s: %s",
-                            action, self.url, attempt, attempts, delay, _first_line(exc))
+                            action, self.url, attempt, attempts, delay, first_line(exc))
                 time.sleep(delay)
 
     def _require_run(self) -> str:
@@ -504,3 +399,7 @@ def _float_or_none(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+__all__ = ["SCORE_COLUMNS", "SqlScoreSink", "UtcDateTime", "is_sql_location", "make_engine", "read_sql_chunks",
+           "safe_url"]

@@ -3,6 +3,10 @@
 Each kernel follows its library's arithmetic: LightGBM's decision rules (``tree.h``), NumPy's ``interp``
 and the path-dependent TreeSHAP value function of LightGBM and CatBoost. Callers verify every compiled
 model against the library on sample rows before using it.
+
+This module and ``lgb_quick`` are longer than the package's usual limits on purpose: numba compiles each
+kernel as one unit, and splitting a hot loop into helper calls (or the module into several with their
+own caches) costs per-row call overhead and compile time, the very thing the fast path exists to avoid.
 """
 
 from __future__ import annotations

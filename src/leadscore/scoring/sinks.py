@@ -1,0 +1,129 @@
+"""Where batch scoring writes scores: a file written only when complete, or a database (``store``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from leadscore.core.exceptions import ConfigError
+from leadscore.core.files import atomic_write_text
+from leadscore.data.tables import read_table, write_table
+from leadscore.scoring.scorer import OUTPUT_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where scores go: one atomic commit per chunk, resumable by run key."""
+
+    def begin(self, run_key: str, info: dict[str, object]) -> tuple[str, set[int]]: ...
+
+    def write(self, chunk_index: int, scores: pd.DataFrame) -> None: ...
+
+    def scored_ids(self, model_version: str) -> set[str]: ...
+
+    def finish(self, status: str, summary: dict[str, object]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink:
+    """Scores into a CSV or Parquet file, via committed part files in ``<output>.partial/``.
+
+    The output is assembled and renamed into place only when the run is done; a failed run keeps its
+    parts for the next run with the same key. A run record goes to ``<output>.run.json``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".csv", ".parquet"):
+            raise ConfigError(f"--output {self.path}: expected a .csv or .parquet file or a database URL")
+        self.parts = self.path.with_name(self.path.name + ".partial")
+        self.record = self.path.with_name(self.path.name + ".run.json")
+        self._run: dict[str, Any] = {}
+
+    def begin(self, run_key: str, info: dict[str, object]) -> tuple[str, set[int]]:
+        manifest = self.parts / "run.json"
+        if manifest.exists():
+            try:
+                previous = json.loads(manifest.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = {}
+            if previous.get("run_key") == run_key:
+                done = {int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")}
+                self._run = previous
+                log.info("resuming run %s: %d chunk(s) already done", previous["run_id"], len(done))
+                return str(previous["run_id"]), done
+        if self.parts.exists():
+            shutil.rmtree(self.parts)
+        self.parts.mkdir(parents=True)
+        run_id = hashlib.sha256(f"{run_key}{time.time_ns()}".encode()).hexdigest()[:32]
+        self._run = {"run_id": run_id, "run_key": run_key,
+                     "started_at": datetime.now(UTC).isoformat(timespec="seconds"), **info}
+        atomic_write_text(manifest, json.dumps(self._run, default=str))
+        return run_id, set()
+
+    def write(self, chunk_index: int, scores: pd.DataFrame) -> None:
+        target = self.parts / f"part-{chunk_index:06d}.parquet"
+        tmp = self.parts / f".tmp-{chunk_index:06d}.parquet"
+        scores.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+
+    def scored_ids(self, model_version: str) -> set[str]:
+        if not self.path.exists():
+            return set()
+        old = read_table(self.path)
+        if "model_version" not in old.columns or "lead_id" not in old.columns:
+            return set()
+        return set(old.loc[old["model_version"].astype(str) == model_version, "lead_id"].astype(str))
+
+    def finish(self, status: str, summary: dict[str, object]) -> None:
+        record = {**self._run, **summary, "status": status,
+                  "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if status == "done":
+            parts = sorted(self.parts.glob("part-*.parquet"))
+            frames = [pd.read_parquet(p) for p in parts]
+            new = pd.concat(frames, ignore_index=True) if frames else _empty_scores()
+            if summary.get("incremental") and self.path.exists():
+                new = _upsert(read_table(self.path), new)
+            write_table(new, self.path)
+            shutil.rmtree(self.parts)
+        atomic_write_text(self.record, json.dumps(record, indent=2, default=str) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+def _empty_scores() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in OUTPUT_COLUMNS})
+
+
+def _upsert(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``old`` whose (lead_id, model_version) is not in ``new``, then ``new``."""
+    key_new = set(zip(new["lead_id"].astype(str), new["model_version"].astype(str), strict=True))
+    keys_old = zip(old["lead_id"].astype(str), old["model_version"].astype(str), strict=True)
+    keep = np.array([k not in key_new for k in keys_old], dtype=bool)
+    old = old.loc[keep]
+    if "scored_at" in old.columns:
+        old = old.assign(scored_at=pd.to_datetime(old["scored_at"], utc=True))
+    return pd.concat([old, new], ignore_index=True)
+
+
+def open_sink(output: str, *, table: str = "lead_scores") -> Sink:
+    """A :class:`FileSink` for a .csv/.parquet path, else a database sink for a URL or SQLite file."""
+    from leadscore.core.database import is_sql_location
+    from leadscore.scoring.store import SqlScoreSink
+
+    if is_sql_location(output):
+        return SqlScoreSink(output, table)
+    return FileSink(output)
