@@ -26,8 +26,9 @@ def build(crm, leads=None, activities=None, **kwargs):
                                    snapshot_days=SNAPSHOT_DAYS, exclude=["sales_status"], **kwargs)
 
 
-def test_has_at_least_thirty_features(crm):
-    assert len(snapshot.feature_columns(build(crm))) >= 30
+def test_features_are_the_documented_list(crm):
+    assert snapshot.feature_columns(build(crm)) == list(snapshot.FEATURES)
+    assert len(snapshot.FEATURES) == 51  # the count the README gives
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

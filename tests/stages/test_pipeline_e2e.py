@@ -74,8 +74,13 @@ def test_exported_model_carries_metadata_and_no_leakage(project):
     assert {f["column"] for f in meta["leakage_findings"]} >= {"sales_status"}
     assert any(f["check"] != "declared" for f in meta["leakage_findings"]
                if f["column"] == "sales_status")  # caught by the guard's statistics, not only the rule
+    from leadscore.data.snapshot import FEATURES
+
     names = {f["name"] for f in meta["features"]}
-    assert "sales_status" not in names and len(names) >= 30
+    # every documented feature but the post-outcome column and days_since_creation, constant at
+    # training time (every training lead is scored exactly snapshot_days after creation)
+    assert names == set(FEATURES) - {"days_since_creation"}
+    assert meta["dropped_columns"]["sales_status"].startswith("post-outcome")
     assert meta["packages"]["lightgbm"]
     from leadscore.artifacts.registry import Registry
 
@@ -87,6 +92,17 @@ def test_exported_model_carries_metadata_and_no_leakage(project):
 def test_second_repro_does_nothing_and_one_param_reruns_only_its_stage(project):
     again = run(["dvc", "repro"], project)
     assert "Running stage" not in again
+    # stages depend on the folders they use: the API's code is in none of them
+    for edited in ("service/auth.py", "service/routes.py", "monitoring/predlog.py", "cli/serve.py"):
+        path = project / "src/leadscore" / edited
+        path.write_text(path.read_text() + "\n# edited by the test\n")
+    assert json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1]) == {}
+    path = project / "src/leadscore/training/selection.py"  # but training code reruns training
+    original = path.read_text()
+    path.write_text(original + "\n# edited by the test\n")
+    stale = set(json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1]))
+    assert "train" in stale and not stale & {"features", "split", "eda"}
+    path.write_text(original)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["eda"]["sample_rows"] = 500
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

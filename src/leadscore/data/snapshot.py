@@ -30,6 +30,24 @@ CONTACT_FIELDS = ("source", "vertical", "company_size", "region", "job_title", "
                   "email_domain_type", "phone", "company_name")
 NOT_PASSED_THROUGH = frozenset({"lead_id", "created_at", "phone", "company_name", "budget"})
 META_COLUMNS = ("lead_id", "created_at", "snapshot_at", "label", "status")
+FEATURES: tuple[str, ...] = (  # the documented feature list (README), in the order build_snapshot writes it
+    # profile
+    "source", "vertical", "company_size", "region", "job_title", "email_domain_type", "seniority", "budget",
+    "has_phone", "has_company_name", "contact_completeness",
+    # timing
+    "created_month", "created_dayofweek", "created_hour", "created_on_weekend", "days_since_creation",
+    # engagement before the snapshot
+    "emails_sent", "emails_opened", "emails_clicked", "page_views", "form_submissions", "quote_requests",
+    "calls_inbound", "calls_outbound", "meetings", "email_open_rate", "email_click_rate",
+    "email_opens_7d", "page_views_7d", "activities_7d", "email_opens_30d", "page_views_30d",
+    "activities_30d", "pricing_page_views", "time_on_site_min", "avg_seconds_per_page", "call_minutes",
+    # direction, recency, responsiveness
+    "inbound_events", "outbound_events", "inbound_outbound_ratio", "days_since_last_activity",
+    "days_since_last_inbound", "first_response_hours", "active_days",
+    # call-note keywords
+    "note_budget", "note_competitor", "note_timeline", "note_decision_maker", "note_not_interested",
+    "note_callback", "note_no_answer",
+)
 
 SENIORITY_PATTERNS = (  # first match wins
     ("c_level", r"\b(?:ceo|cfo|coo|cto|cio|chief|president|founder|owner|partner|principal)\b"),
