@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from leadscore.modeling.kinds import is_kind
 from leadscore.modeling.segments import SegmentedModel
 
 THREAD_PARAMS = ("n_jobs", "thread_count")  # scikit-learn, LightGBM, XGBoost / CatBoost
@@ -61,6 +62,11 @@ def set_threads(model: Any, threads: int) -> None:
     Preprocessing steps keep theirs: a parallel ColumnTransformer costs more than it saves per request.
     """
     for estimator in classifiers(model):
+        if is_kind(estimator, "catboost"):
+            # CatBoost refuses set_params on a fitted model; its predictions already use every core
+            # (thread_count=-1), and _init_params is what get_params() and clone() read for refits.
+            estimator._init_params["thread_count"] = threads
+            continue
         get_params = getattr(estimator, "get_params", None)
         if get_params is None:
             continue
