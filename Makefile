@@ -36,6 +36,7 @@ lab: install
 
 lint: install
 	ruff check src tests benchmarks
+	lint-imports
 	mypy src
 
 # Re-pin every dependency (run after editing pyproject.toml).

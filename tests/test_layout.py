@@ -50,7 +50,9 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
 def _layout_block() -> list[str]:
     readme = (REPO / "README.md").read_text()
     block = readme.split("## Layout", 1)[1].split("```", 2)[1]
-    return block.splitlines()
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if "── src/leadscore/" in line)
+    return lines[start + 1:]
 
 
 def _modules(package: Path) -> list[str]:
@@ -60,7 +62,7 @@ def _modules(package: Path) -> list[str]:
 @pytest.mark.parametrize("package", sorted(
     str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").exists()))
 def test_the_readme_layout_names_every_module(package):
-    line = next((text for text in _layout_block() if re.search(rf"[ ─]{re.escape(Path(package).name)}/ ", text)),
+    line = next((text for text in _layout_block() if re.search(rf"── {re.escape(Path(package).name)}/\s", text)),
                 None)
     assert line is not None, f"README layout has no line for {package}/"
     described = line.split("#", 1)[-1]
@@ -120,7 +122,7 @@ def test_scoring_with_a_logistic_model_imports_no_heavy_library(logistic_registr
         assert main(["score", "--model", "bundle", "--input", "new.csv", "--output", "out.csv",
                      "--reasons", "2", "-q"]) == 0
     """, root) == []
-    assert (root / "out.csv").read_text().count("\\n") == 21
+    assert (root / "out.csv").read_text().count("\n") == 21
 
 
 def test_an_api_worker_with_a_logistic_model_imports_no_heavy_library(logistic_registry):
