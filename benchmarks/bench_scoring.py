@@ -7,7 +7,8 @@ Steps (each printed with its wall time):
 
 1. Generate ``--n-leads`` demo leads and build their point-in-time snapshot rows (the flat input the
    scorer reads), written once to ``WORKDIR/leads.parquet`` (and as 8 partitions for Dask).
-2. Parquet -> Parquet with the pandas engine (:func:`leadscore.scoring.batch.run_batch`): probability only, then
+2. Parquet -> Parquet with the pandas engine (:func:`leadscore.scoring.batch.run_batch`): probability
+   only, then
    with 3 exact reasons on the first ``--reasons-rows`` leads (all of them if you pass ``--n-leads``).
 3. The same with ``--engine dask`` on a LocalCluster of 2 single-threaded worker processes.
 4. One lead at a time through :meth:`Scorer.score_lead` (the public function the API calls): p50/p99.

@@ -105,7 +105,8 @@ def _time_to_ready(registry: Path, folder: Path, timeout: float = 120.0) -> floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", default="registry", help="registry with an active model (optional)")
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median is printed)")
     args = parser.parse_args(argv)

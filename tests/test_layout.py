@@ -62,8 +62,8 @@ def _modules(package: Path) -> list[str]:
 @pytest.mark.parametrize("package", sorted(
     str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").exists()))
 def test_the_readme_layout_names_every_module(package):
-    line = next((text for text in _layout_block() if re.search(rf"── {re.escape(Path(package).name)}/\s", text)),
-                None)
+    pattern = re.compile(rf"── {re.escape(Path(package).name)}/\s")
+    line = next((text for text in _layout_block() if pattern.search(text)), None)
     assert line is not None, f"README layout has no line for {package}/"
     described = line.split("#", 1)[-1]
     missing = [m for m in _modules(PACKAGE / package) if not re.search(rf"\b{m}\b", described)]

@@ -1,7 +1,8 @@
 """``leadscore models``: list, show, register, activate and roll back versions in the model registry.
 
 Wire it into the main parser with ``add_models_command(commands)``; handlers raise
-:class:`~leadscore.core.exceptions.LeadscoreError` subclasses, which ``leadscore.cli.main.main`` prints as one line.
+:class:`~leadscore.core.exceptions.LeadscoreError` subclasses, which ``leadscore.cli.main.main``
+prints as one line.
 """
 
 from __future__ import annotations

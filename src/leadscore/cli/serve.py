@@ -1,7 +1,8 @@
 """``leadscore serve``: the real-time scoring API (uvicorn), and helpers to make API keys.
 
 Wire it into the main parser with ``add_serve_command(commands)``; handlers raise
-:class:`~leadscore.core.exceptions.LeadscoreError` subclasses, which ``leadscore.cli.main.main`` prints as one line.
+:class:`~leadscore.core.exceptions.LeadscoreError` subclasses, which ``leadscore.cli.main.main``
+prints as one line.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Content hashes: sha256 of files and folders, and the md5 DVC records (to check regenerated data against ``data.dvc``)."""
+"""Content hashes: sha256 of files and folders, and the md5 DVC records (to check regenerated data against
+``data.dvc``).
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,3 @@
-"""Reading and cleaning lead tables, schema inference and feature preparation, the CRM point-in-time snapshot, and the demo CRM generator."""
+"""Reading and cleaning lead tables, schema inference and feature preparation, the CRM point-in-time
+snapshot, and the demo CRM generator.
+"""

@@ -1,1 +1,3 @@
-"""Measuring models: the metric registry, thresholds and tiers, curves, importance, report tables and plots."""
+"""Measuring models: the metric registry, thresholds and tiers, curves, importance, report tables and
+plots.
+"""

@@ -1,4 +1,6 @@
-"""Comparing models on the same leads: bootstrap intervals, the comparison table, improvement over baselines."""
+"""Comparing models on the same leads: bootstrap intervals, the comparison table, improvement over
+baselines.
+"""
 
 from __future__ import annotations
 

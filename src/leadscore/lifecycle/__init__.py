@@ -1,1 +1,3 @@
-"""The learning loop: shadow challengers, the promotion gate, triggered retraining and its history (to be built)."""
+"""The learning loop: shadow challengers, the promotion gate, triggered retraining and its history (to be
+built).
+"""

@@ -1,1 +1,3 @@
-"""Model building blocks: candidate estimators, preprocessing, the rules baseline, the calibrated ensemble, segment routing, calibration."""
+"""Model building blocks: candidate estimators, preprocessing, the rules baseline, the calibrated ensemble,
+segment routing, calibration.
+"""

@@ -276,5 +276,5 @@ def _report_bad(chunk: pd.DataFrame, bad: pd.Series, scorer: Scorer, summary: Ru
         log.warning("skipped lead %s: %s", lead, reason)
 
 
-__all__ = ["BatchOptions", "FileSink", "FileSource", "FrameSource", "RunSummary", "Sink", "Source", "SqlSource",
-           "crm_source", "find_bad_rows", "open_sink", "open_source", "run_batch", "run_key"]
+__all__ = ["BatchOptions", "FileSink", "FileSource", "FrameSource", "RunSummary", "Sink", "Source",
+           "SqlSource", "crm_source", "find_bad_rows", "open_sink", "open_source", "run_batch", "run_key"]

@@ -123,7 +123,8 @@ def _tree_margins(model: Any, Z: pd.DataFrame) -> np.ndarray:  # noqa: N803
     from catboost import Pool
 
     pool = Pool(Z, cat_features=model.get_cat_feature_indices())
-    return np.asarray(model.get_feature_importance(pool, type="ShapValues", thread_count=n_threads()), "float64")
+    shap = model.get_feature_importance(pool, type="ShapValues", thread_count=n_threads())
+    return np.asarray(shap, "float64")
 
 
 def _member_margins(member: Any, X: pd.DataFrame) -> _Margins:  # noqa: N803
@@ -274,8 +275,8 @@ def contributions(model: Any, X: pd.DataFrame) -> Contributions:  # noqa: N803
 
     Parameters
     ----------
-    model : a LeadModel, SegmentedModel, candidate pipeline (:func:`leadscore.modeling.candidates.make_model`) or
-        RuleScorer, fitted.
+    model : a LeadModel, SegmentedModel, candidate pipeline
+        (:func:`leadscore.modeling.candidates.make_model`) or RuleScorer, fitted.
     X : prepared features (:func:`leadscore.data.schema.prepare_features`), as passed to ``predict_proba``.
 
     Raises

@@ -116,6 +116,7 @@ def crm_source(raw_dir: str | Path, params: Any, *, as_of: str | None = None) ->
     from leadscore.core.hashing import folder_sha256
     from leadscore.data.crm import load_crm, open_lead_rows
 
-    snap, end = open_lead_rows(load_crm(raw_dir), params, as_of=None if as_of is None else pd.Timestamp(as_of))
+    when = None if as_of is None else pd.Timestamp(as_of)
+    snap, end = open_lead_rows(load_crm(raw_dir), params, as_of=when)
     key = f"crm:{folder_sha256(raw_dir)}:{end.isoformat()}"
     return FrameSource(snap, description=f"{raw_dir} (open leads as of {end})", key=key)

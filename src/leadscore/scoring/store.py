@@ -401,5 +401,5 @@ def _float_or_none(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-__all__ = ["SCORE_COLUMNS", "SqlScoreSink", "UtcDateTime", "is_sql_location", "make_engine", "read_sql_chunks",
-           "safe_url"]
+__all__ = ["SCORE_COLUMNS", "SqlScoreSink", "UtcDateTime", "is_sql_location", "make_engine",
+           "read_sql_chunks", "safe_url"]

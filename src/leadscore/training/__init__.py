@@ -1,1 +1,3 @@
-"""From a labelled table to a trained model: leakage guard, tuning, out-of-fold selection, segments, clusters, the one build function."""
+"""From a labelled table to a trained model: leakage guard, tuning, out-of-fold selection, segments,
+clusters, the one build function.
+"""

@@ -120,7 +120,8 @@ def fit_params(params: Params | None = None, *, drop: Iterable[str] = (),
                    seed=params.seed if seed is None else seed)
 
 
-def _labelled(frame: pd.DataFrame, target: str, columns: Iterable[str | None]) -> tuple[pd.DataFrame, pd.Series]:
+def _labelled(frame: pd.DataFrame, target: str,
+              columns: Iterable[str | None]) -> tuple[pd.DataFrame, pd.Series]:
     """Rows with a target (open leads left out, with a warning) and the 0/1 target."""
     if target not in frame.columns:
         raise TargetError(f"target column '{target}' not found; columns are: "

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -61,6 +61,10 @@ def _storage_url(storage: str | Path | None) -> str | None:
     return f"sqlite:///{path}"
 
 
+def _direction(metric: str) -> Literal["maximize", "minimize"]:
+    return "maximize" if get_metric(metric).higher_is_better else "minimize"
+
+
 def _objective(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, folds: Folds,
                base: dict[str, Any], seed: int, metric: str,
                fixed: dict[str, Any]) -> Callable[[optuna.Trial], float]:
@@ -85,7 +89,7 @@ def _objective(name: str, schema: TableSchema, X: pd.DataFrame, y: pd.Series, fo
 def _open_study(name: str, metric: str, url: str | None, study_name: str, seed: int,
                 base: dict[str, Any], fixed: dict[str, Any]) -> optuna.Study:
     study = optuna.create_study(
-        storage=url, study_name=study_name, direction="maximize" if get_metric(metric).higher_is_better else "minimize", load_if_exists=True,
+        storage=url, study_name=study_name, direction=_direction(metric), load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     )

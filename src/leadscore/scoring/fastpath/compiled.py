@@ -5,7 +5,8 @@ What is compiled (everything else falls back to the general path, which stays th
 * a :class:`~leadscore.modeling.ensemble.LeadModel` (or a single candidate pipeline) whose members are the
   ``logistic`` (SMOTE skipped as at predict time), ``lightgbm``, ``xgboost`` and ``catboost`` candidates
   of :mod:`leadscore.modeling.candidates`, with a Platt, isotonic or no calibrator;
-* not compiled: :class:`~leadscore.training.segments.SegmentedModel`, :class:`~leadscore.modeling.rules.RuleScorer`,
+* not compiled: :class:`~leadscore.modeling.segments.SegmentedModel`,
+  :class:`~leadscore.modeling.rules.RuleScorer`,
   random forests, anything else, and any model whose compiled form does not reproduce the general path
   on the verification rows (probabilities and contributions within :data:`TOLERANCE`).
 """
@@ -43,7 +44,8 @@ SINGLE_ROWS = 16  # verification rows also scored one at a time
 @dataclass(frozen=True)
 class Scores:
     """Per row: calibrated probability, member agreement and, when explained, the contributions (base
-    and values per prepared feature, in ``schema.feature_names`` order) of :mod:`leadscore.scoring.explain`."""
+    and values per prepared feature, in ``schema.feature_names`` order) of
+    :mod:`leadscore.scoring.explain`."""
 
     probability: np.ndarray
     agreement: np.ndarray

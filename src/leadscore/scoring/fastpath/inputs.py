@@ -175,7 +175,8 @@ def threads(rows: int) -> int:
 @dataclass(frozen=True)
 class MemberOutput:
     """A compiled member's positive-class probability and, when explained, its contributions in
-    probability units per prepared feature (``p0`` the base), as :mod:`leadscore.scoring.explain` defines them."""
+    probability units per prepared feature (``p0`` the base), as :mod:`leadscore.scoring.explain`
+    defines them."""
 
     proba: np.ndarray
     p0: np.ndarray | None = None
@@ -233,6 +234,7 @@ class TreeInput:
 
 def probability_units(base: np.ndarray, values: np.ndarray, tree_input: TreeInput, n_features: int,
                       served: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 2 and 3 of :mod:`leadscore.scoring.explain` for a log-odds member: (p0, contributions per feature)."""
+    """Steps 2 and 3 of :mod:`leadscore.scoring.explain` for a log-odds member: (p0, contributions per
+    feature)."""
     p0, contrib = to_probability_units(base, values, expit, served)
     return p0, tree_input.to_features(contrib, n_features)
