@@ -13,13 +13,16 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_flat_leads
 
-from leadscore.artifacts.bundle import MODEL_FILE, file_sha256, read_metadata, save_bundle
+from leadscore.artifacts.bundle import MODEL_FILE, load_bundle, read_metadata, save_bundle
 from leadscore.artifacts.registry import Registry
 from leadscore.cli.models import add_models_command
 from leadscore.core.exceptions import ConfigError, ModelIntegrityError, ModelNotFoundError
+from leadscore.core.hashing import file_sha256
+from leadscore.data.schema import prepare_features
 from leadscore.training.fit import fit_table
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -69,7 +72,10 @@ def test_register_list_show(bundles, tmp_path):
     assert meta["sha256"] == read_metadata(second)["sha256"] == infos[0].sha256
     bundle = reg.load()
     assert bundle.metadata["version"] == v2
-    assert bundle.model.predict_proba is not None
+    X = prepare_features(make_flat_leads(40, seed=5), bundle.schema)  # noqa: N806
+    expected = load_bundle(second).model.predict_proba(X)[:, 1]
+    assert np.array_equal(bundle.model.predict_proba(X)[:, 1], expected)  # the same model, loaded
+    assert 0 < expected.min() < expected.max() < 1
     assert reg.load(v1).metadata["version"] == v1
     assert not list((tmp_path / "reg").glob(".tmp-*"))      # no staging folders left behind
 

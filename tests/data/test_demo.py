@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO
 from scipy import stats
 
+from leadscore.core.config import DemoParams, load_params
 from leadscore.core.exceptions import ConfigError, DataValidationError
 from leadscore.data.demo import DEMO_DEFAULTS, CRMData, generate_crm, label_probability, write_crm
 from leadscore.data.demo.latent import DELAY_SCALE_DAYS, DELAY_SHAPE
@@ -38,7 +42,8 @@ def _clean(values: pd.Series) -> pd.Series:
 
 
 def test_defaults_are_the_documented_ones():
-    assert DEMO_DEFAULTS == {"n_leads": 50000, "seed": 42, "start": "2024-01-01", "months": 20}
+    # one home for the demo defaults: the generator, the CLI and params.yaml agree with DemoParams
+    assert DEMO_DEFAULTS == asdict(DemoParams()) == asdict(load_params(REPO / "params.yaml").demo)
 
 
 def test_same_arguments_write_identical_bytes_and_another_seed_differs(tmp_path):

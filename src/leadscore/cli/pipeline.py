@@ -19,11 +19,13 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     if args.if_missing and (out / "raw").is_dir() and any((out / "raw").iterdir()):
         print(f"{out}/raw exists: leaving your data as it is")
     else:
-        demo = load_params_arg(args).demo if Path(args.params).exists() else None
-        n_leads = args.n_leads or (demo.n_leads if demo else 50_000)
-        seed = args.seed if args.seed is not None else (demo.seed if demo else 42)
-        start = args.start or (demo.start if demo else "2024-01-01")
-        months = args.months or (demo.months if demo else 20)
+        from leadscore.core.config import DemoParams
+
+        demo = load_params_arg(args).demo if Path(args.params).exists() else DemoParams()
+        n_leads = args.n_leads or demo.n_leads
+        seed = demo.seed if args.seed is None else args.seed
+        start = args.start or demo.start
+        months = args.months or demo.months
         began = time.perf_counter()
         data = generate_crm(n_leads=n_leads, seed=seed, start=start, months=months)
         paths = write_crm(data, out)

@@ -9,7 +9,7 @@ post-outcome column planted on purpose as leakage. Everything is vectorised NumP
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import special
 
+from leadscore.core.config import DemoParams
 from leadscore.core.exceptions import ConfigError
 from leadscore.core.files import atomic_write
 from leadscore.data.demo import latent
 from leadscore.data.demo.activities import draw_activities
 
-DEMO_DEFAULTS: dict = {"n_leads": 50_000, "seed": 42, "start": "2024-01-01", "months": 20}
+DEMO_DEFAULTS: dict = asdict(DemoParams())  # the one home of the demo defaults is core.config.DemoParams
 MAX_LEADS = 9_999_999  # lead ids have 7 digits
 
 PLACEHOLDERS = ("Select", "", "N/A", "unknown", "-", " ")
@@ -159,8 +160,8 @@ def _leads_frame(rng: np.random.Generator, leads: latent.LatentLeads, lead_ids: 
     })
 
 
-def generate_crm(n_leads: int = 50_000, seed: int = 42, start: str = "2024-01-01",
-                 months: int = 20) -> CRMData:
+def generate_crm(n_leads: int = DemoParams.n_leads, seed: int = DemoParams.seed,
+                 start: str = DemoParams.start, months: int = DemoParams.months) -> CRMData:
     """Generate a demo CRM extract; the same arguments always give the same tables.
 
     Parameters
