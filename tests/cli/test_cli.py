@@ -151,3 +151,33 @@ def test_fit_stops_on_a_leaky_column_unless_allowed(capsys, tmp_path):
     assert not (tmp_path / "m").exists()
     assert main(["fit", "--data", str(path), "--target", "converted", "--id", "lead_id", "--candidates",
                  "logistic", "--allow-leaky", "sales_stage", "--out", str(tmp_path / "m"), "-q"]) == 0
+
+
+def test_output_equal_to_input_is_refused_and_the_input_kept(fitted, capsys, tmp_path):
+    _, model, leads = fitted
+    path = tmp_path / "leads.csv"
+    leads.drop(columns=["converted"]).head(20).to_csv(path, index=False)
+    before = path.read_bytes()
+    linked = tmp_path / "same.csv"
+    linked.symlink_to(path)  # another name for the same file
+    for output in (path, linked, tmp_path / "." / "leads.csv"):
+        err = run_error(capsys, ["score", "--model", str(model), "--input", str(path), "--output",
+                                 str(output), "-q"])
+        assert "--output is the input file" in err
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.run.json"))
+
+
+def test_duplicate_column_names_are_refused_with_one_line(fitted, capsys, tmp_path):
+    _, model, leads = fitted
+    path = tmp_path / "dupes.csv"
+    frame = leads.head(30)
+    text = frame.to_csv(index=False).splitlines()
+    text[0] = text[0].replace("region", "source")  # two columns named "source"
+    path.write_text("\n".join(text) + "\n")
+    err = run_error(capsys, ["fit", "--data", str(path), "--target", "converted", "--out",
+                             str(tmp_path / "m")])
+    assert "duplicate column names: source" in err
+    err = run_error(capsys, ["score", "--model", str(model), "--input", str(path), "--output",
+                             str(tmp_path / "s.csv"), "-q"])
+    assert "duplicate column names: source" in err and not (tmp_path / "s.csv").exists()

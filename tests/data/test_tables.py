@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadscore.core.exceptions import InputFileError, TargetError
+from leadscore.core.exceptions import DataValidationError, InputFileError, TargetError
 from leadscore.data.tables import clean_placeholders, coerce_target, parse_numeric, read_table, write_table
 
 
@@ -109,3 +109,19 @@ def test_write_table_is_atomic(tmp_path, monkeypatch, flat_leads):
         write_table(flat_leads, target)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_repeated_column_names_are_refused(tmp_path, suffix):
+    path = tmp_path / f"dupes{suffix}"
+    if suffix == ".csv":
+        path.write_text("lead_id,age,age\nA1,30,31\n")
+    else:
+        from openpyxl import Workbook
+
+        book = Workbook()
+        book.active.append(["lead_id", "age", "age"])
+        book.active.append(["A1", 30, 31])
+        book.save(path)
+    with pytest.raises(DataValidationError, match="duplicate column names: age"):
+        read_table(path)

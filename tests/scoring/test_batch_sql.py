@@ -152,3 +152,37 @@ def test_cli_database_errors_are_one_line(model_dir, tmp_path, capsys):
     assert main(["score", "--model", str(model_dir), "--input", url, "--output", out]) == 2
     assert "--query" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_model_without_id_column_cannot_write_to_a_database(db, leads, tmp_path, capsys):
+    """Row numbers as lead ids would overwrite an earlier file's scores in the same table."""
+    url, name = db
+    result = fit_table(make_flat_leads(300, seed=4).drop(columns=["lead_id"]), target="converted",
+                       candidates=["logistic"])
+    model = save_bundle(result.bundle, tmp_path / "no-id")
+    assert main(["score", "--model", str(model), "--input", url, "--query", name, "--output", url,
+                 "--table", f"{name}_scores", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no id column" in err and "Traceback" not in err
+    engine = sa.create_engine(url)
+    try:
+        assert not sa.inspect(engine).has_table(f"{name}_scores")  # nothing written, no run record
+    finally:
+        engine.dispose()
+
+
+def test_the_database_password_is_not_printed(pg_url, model_dir, leads, tmp_path, capsys):
+    name = f"scores_{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "leads.csv"
+    leads.head(10).to_csv(path, index=False)
+    with_password = pg_url.replace("postgres@", "postgres:s3cret-Pa55@")  # trust auth ignores it
+    assert main(["score", "--model", str(model_dir), "--input", str(path), "--output", with_password,
+                 "--table", name, "-q"]) == 0
+    out = capsys.readouterr()
+    assert "s3cret-Pa55" not in out.out + out.err and "postgres:***@" in out.out
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        assert conn.execute(sa.text(f'SELECT count(*) FROM "{name}"')).scalar() == 10
+        for table in (name, f"{name}_runs", f"{name}_chunks"):
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+    engine.dispose()

@@ -11,8 +11,12 @@ from leadscore.core.exceptions import ConfigError
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
+    from leadscore.core.database import safe_url
     from leadscore.scoring.batch import BatchOptions, Source, crm_source, open_sink, open_source, run_batch
     from leadscore.scoring.scorer import Scorer
+    from leadscore.scoring.sinks import check_not_input
+
+    check_not_input(args.output, table=args.table, input_=args.input, query=args.query)
 
     scorer = Scorer.load(args.model, registry=args.registry, allow_missing=args.allow_missing)
     params = load_params_arg(args) if (args.crm or args.segment) and Path(args.params).exists() else None
@@ -35,7 +39,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
             raise ConfigError("give --input FILE|URL or --crm DIR")
         summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options)
     print(f"scored {summary.rows_scored:,} of {summary.rows_in:,} leads with model {scorer.version} -> "
-          f"{args.output} in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} leads/s)")
+          f"{safe_url(args.output)} in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} leads/s)")
     notes = {"filtered out": summary.rows_filtered, "already scored": summary.rows_already_scored,
              "chunk(s) resumed from an earlier run": summary.chunks_resumed}
     if any(notes.values()):

@@ -61,18 +61,31 @@ def _read_csv(path: Path) -> pd.DataFrame:
             else:
                 with path.open(encoding=encoding, newline="") as handle:
                     sep = _sniff_delimiter(handle.read(65536))
-            return pd.read_csv(
-                path, sep=sep, dtype=str, keep_default_na=False, na_values=[],
-                encoding=encoding, engine="python" if sep is None else "c",
-            )
+            options: dict[str, Any] = {"sep": sep, "dtype": str, "keep_default_na": False, "na_values": [],
+                                       "encoding": encoding, "engine": "python" if sep is None else "c"}
+            frame = pd.read_csv(path, **options)
+            _check_header(path, pd.read_csv(path, header=None, nrows=1, **options))
+            return frame
         except UnicodeDecodeError:
             continue
         except pd.errors.EmptyDataError as exc:
             raise InputFileError(f"{path} is empty (no header, no rows)") from exc
+        except DataValidationError:
+            raise
         except (pd.errors.ParserError, ValueError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputFileError(f"cannot parse {path} as CSV: {first}") from exc
     raise InputFileError(f"cannot decode {path}: not UTF-8 or Windows-1252 text")
+
+
+def _check_header(path: Path, first_row: pd.DataFrame) -> None:
+    """Refuse repeated column names: pandas would rename the second ``age`` to ``age.1`` and a model
+    would silently use one and ignore the other."""
+    names = [str(v).strip() for v in first_row.iloc[0].tolist()] if len(first_row) else []
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DataValidationError(f"{path} has duplicate column names: {', '.join(duplicated)} "
+                                  "(each column must have its own name)")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -98,6 +111,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = _read_csv(path)
         elif suffix in EXCEL_SUFFIXES:
             frame = pd.read_excel(path, dtype=str, keep_default_na=False, na_values=[])
+            _check_header(path, pd.read_excel(path, header=None, nrows=1, dtype=str))
         else:
             raise InputFileError(
                 f"unsupported file type '{suffix or path.name}' for {path}: "
@@ -105,7 +119,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             )
     except PermissionError as exc:
         raise InputFileError(f"cannot read {path}: permission denied") from exc
-    except InputFileError:
+    except (InputFileError, DataValidationError):
         raise
     except (OSError, ValueError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

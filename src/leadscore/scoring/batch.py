@@ -217,6 +217,11 @@ def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions 
     options = options or BatchOptions()
     now = options.now or datetime.now(UTC)
     cutoff = _since_cutoff(options, now)
+    if getattr(sink, "keyed_by_lead", False) and not scorer.schema.id_column:
+        sink.close()
+        raise ConfigError("scores go to the database keyed by lead id, but this model has no id column "
+                          "(fitted without --id), so row numbers would overwrite earlier scores: refit with "
+                          "--id COLUMN, or write to a file")
     key = run_key(scorer, source, options)
     info: dict[str, object] = {"model_version": scorer.version, "source": source.description,
                                "options": {k: v for k, v in asdict(options).items() if k != "progress"}}

@@ -44,6 +44,8 @@ class FileSink:
     parts for the next run with the same key. A run record goes to ``<output>.run.json``.
     """
 
+    keyed_by_lead = False  # one file per run: row numbers as ids overwrite nothing
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in (".csv", ".parquet"):
@@ -117,6 +119,32 @@ def _upsert(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     if "scored_at" in old.columns:
         old = old.assign(scored_at=pd.to_datetime(old["scored_at"], utc=True))
     return pd.concat([old, new], ignore_index=True)
+
+
+def check_not_input(output: str, *, table: str = "lead_scores", input_: str | None = None,
+                    query: str | None = None) -> None:
+    """Refuse an output that is the input: scoring a file into itself would destroy the leads.
+
+    Raises
+    ------
+    ConfigError
+        If ``output`` is the same file as ``input_`` (paths compared after resolving links), or the same
+        SQLite file and table.
+    """
+    from leadscore.core.database import is_sql_location
+
+    if not input_:
+        return
+    if is_sql_location(output) or is_sql_location(input_):
+        files = "://" not in output and "://" not in input_
+        same_db = files and Path(output).resolve() == Path(input_).resolve()
+        if same_db and query is not None and query.strip() == table:
+            raise ConfigError(f"--table {table} is the table the leads are read from ({input_}): "
+                              "write the scores to another table")
+        return
+    if Path(output).resolve() == Path(input_).resolve():
+        raise ConfigError(f"--output is the input file ({input_}): refusing to overwrite the leads being "
+                          "scored; write the scores to another file")
 
 
 def open_sink(output: str, *, table: str = "lead_scores") -> Sink:

@@ -248,6 +248,8 @@ class SqlScoreSink:
     >>> sink.finish("done", {"rows_scored": 0}); sink.close()
     """
 
+    keyed_by_lead = True  # rows are upserted by (lead_id, model_version): ids must be real lead ids
+
     def __init__(self, url: str, table: str = "lead_scores", *, retries: int = 5,
                  backoff: float = 0.5) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
