@@ -283,3 +283,27 @@ def test_cli_registry_option_default_and_help(tmp_path, capsys, monkeypatch):
         assert "--registry PATH" in text and "--keep N" in text
     with pytest.raises(SystemExit):
         run_cli(["models"])                                # a subcommand is required
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]"])
+def test_a_damaged_active_file_is_reported_and_repaired_by_activation(bundles, tmp_path, capsys, damage):
+    reg = Registry(tmp_path)
+    a = reg.register(bundles[0], activate=True, now=at(0))
+    b = reg.register(bundles[1], now=at(1))
+    (tmp_path / "ACTIVE").write_text(damage)
+    with pytest.raises(ModelIntegrityError, match="repair it with `leadscore models activate VERSION`"):
+        reg.active_version()
+    with pytest.raises(ModelIntegrityError, match="ACTIVE"):
+        reg.rollback()
+    run_cli(["models", "activate", "--registry", str(tmp_path), b])  # the CLI repairs it
+    assert "active: " + b in capsys.readouterr().out
+    assert reg.active_version() == b and reg.load().metadata["version"] == b
+    reg.activate(a)
+    assert reg.rollback() == b  # history works again from the repair on
+
+
+def test_metadata_that_is_not_an_object_is_refused_with_one_line(bundles, tmp_path):
+    shutil.copytree(bundles[0], tmp_path / "b")
+    (tmp_path / "b" / "metadata.json").write_text("[1, 2, 3]")
+    with pytest.raises(ModelIntegrityError, match="expected a JSON object, got a JSON list"):
+        read_metadata(tmp_path / "b")

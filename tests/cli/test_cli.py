@@ -181,3 +181,19 @@ def test_duplicate_column_names_are_refused_with_one_line(fitted, capsys, tmp_pa
     err = run_error(capsys, ["score", "--model", str(model), "--input", str(path), "--output",
                              str(tmp_path / "s.csv"), "-q"])
     assert "duplicate column names: source" in err and not (tmp_path / "s.csv").exists()
+
+
+def test_file_system_refusals_are_one_line(fitted, capsys, tmp_path):
+    root, _, leads = fitted
+    taken = tmp_path / "model.bin"
+    taken.write_text("not a folder")
+    err = run_error(capsys, ["fit", "--data", str(root / "train.csv"), "--target", "converted",
+                             "--out", str(taken)])
+    assert "is a file: give a folder for the model" in err and taken.read_text() == "not a folder"
+    packed = tmp_path / "leads.csv"  # gzip content under a plain-text name
+    import gzip
+
+    packed.write_bytes(gzip.compress(leads.head(20).to_csv(index=False).encode()))
+    err = run_error(capsys, ["fit", "--data", str(packed), "--target", "converted", "--out",
+                             str(tmp_path / "m")])
+    assert "is gzip-compressed, not text: name it leads.csv.gz" in err

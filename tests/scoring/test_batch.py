@@ -170,3 +170,26 @@ def test_file_source_and_options_are_checked(scorer, leads, tmp_path):
         run_batch(scorer, FileSource(path), FileSink(out), options(chunk_size=0))
     with pytest.raises(ConfigError, match=".csv or .parquet"):
         FileSink(tmp_path / "o.txt")
+
+
+def test_a_run_that_fails_before_any_work_leaves_nothing_behind(scorer, leads, tmp_path):
+    out = tmp_path / "s.csv"
+    with pytest.raises(DataValidationError, match="missing required column"):
+        run_batch(scorer, FrameSource(leads.drop(columns=["email"])), FileSink(out), options())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no .partial, .run.json or .lock
+
+
+def test_two_runs_cannot_write_the_same_output_at_once(scorer, leads, tmp_path):
+    out = tmp_path / "s.csv"
+    second: list[Exception] = []
+
+    def in_the_middle(index, scores):  # while the first run holds the output, a second one starts
+        if index == 0:
+            with pytest.raises(ConfigError, match="another run is writing .*s.csv right now") as caught:
+                run_batch(scorer, FrameSource(leads), FileSink(out), options())
+            second.append(caught.value)
+
+    summary = run_batch(scorer, FrameSource(leads), FileSink(out), options(), on_chunk=in_the_middle)
+    assert second and summary.rows_scored == len(leads) and len(pd.read_csv(out)) == len(leads)
+    assert not (tmp_path / "s.csv.lock").exists()  # released (and removed) when the run ended
+    assert run_batch(scorer, FrameSource(leads), FileSink(out), options(refresh_all=True)).rows_scored == 250

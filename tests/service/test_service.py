@@ -637,11 +637,22 @@ def test_cli_key_helpers_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[
     hashed = capsys.readouterr().out.strip()
     assert hashed.startswith("scrypt:") and "my-secret-key" not in hashed
     run_cli(["serve", "--new-key", "crm-sync", "--role", "admin"])
-    out = capsys.readouterr().out
-    key = out.splitlines()[1].removeprefix("# ")
-    (tmp_path / "keys.yaml").write_text("keys:\n" + out)
+    printed = capsys.readouterr()
+    key = printed.err.strip().rsplit(": ", 1)[1]
+    assert key not in printed.out  # stdout is the entry only: `>> keys.yaml` never stores the key
+    (tmp_path / "keys.yaml").write_text("keys:\n" + printed.out)
     found = KeyStore.from_file(tmp_path / "keys.yaml").lookup(key)
     assert found is not None and (found.name, found.role) == ("crm-sync", "admin")
+    # with --keys the entry is appended to the file, which is created private with its header
+    keys_file = tmp_path / "new-keys.yaml"
+    for name in ("crm", "ops"):
+        run_cli(["serve", "--new-key", name, "--keys", str(keys_file)])
+        added = capsys.readouterr()
+        assert added.out == "" and f"added {name} (scorer) to {keys_file}" in added.err
+        second_key = added.err.splitlines()[0].rsplit(": ", 1)[1]
+        assert second_key not in keys_file.read_text()
+        assert KeyStore.from_file(keys_file).lookup(second_key).name == name
+    assert keys_file.stat().st_mode & 0o777 == 0o600 and keys_file.read_text().count("keys:") == 1
     with pytest.raises(SystemExit) as exit_info:
         run_cli(["serve", "--help"])
     assert exit_info.value.code == 0
@@ -685,3 +696,17 @@ def test_concurrent_requests_never_mix_versions(client: TestClient,
     for thread in threads:
         thread.join()
     assert not errors, errors[:3]
+
+
+def test_the_outcome_rule_is_in_the_published_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["OutcomeRequest"]
+    assert schema["if"] == {"properties": {"converted": {"const": False}}, "required": ["converted"]}
+    assert schema["then"] == {"properties": {"converted_at": {"type": "null"}}}
+    rejected = client.post("/v1/outcomes", headers=auth(), json={
+        "lead_id": "L9", "converted": False, "converted_at": "2025-01-02T03:04:05Z"})
+    assert rejected.status_code == 422
+
+
+def test_the_prediction_log_file_is_private(client: TestClient, settings: ServiceSettings) -> None:
+    path = Path(settings.prediction_log_url.removeprefix("sqlite:///"))
+    assert path.exists() and path.stat().st_mode & 0o777 == 0o600

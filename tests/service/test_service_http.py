@@ -6,6 +6,7 @@ One server is started through ``leadscore serve`` (the CLI's parser and handler)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -405,3 +406,39 @@ def test_uvicorn_sigterm_under_load_flushes_every_acknowledged_prediction(
     assert before == []
     leads = check_logged(log_rows(url, table), outcomes)
     assert leads > 50
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_workers_exit_when_the_supervisor_is_killed(deployment: dict[str, Any], tmp_path: Path) -> None:
+    """kill -9 of `leadscore serve` must not leave workers serving unsupervised on the port."""
+    port = free_port()
+    argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2",
+            "--registry", str(deployment["registry"].root), "--keys", str(deployment["keys"]),
+            "--log-db", str(tmp_path / "log.db")]
+    srv = launch(argv, tmp_path / "serve.log", 2, deployment["registry"].root, port=port)
+    try:
+        srv.wait_ready()
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=5).text
+        workers = {int(p) for p in re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"', metrics)}
+        assert len(workers) == 2 and srv.proc.pid not in workers
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_running(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_running(pid) for pid in workers), srv.text()[-2000:]
+        assert "supervisor" in srv.text() and "shuts down" in srv.text()
+        with socket.socket() as sock:  # the port is free for the next server
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(srv.proc.pid, signal.SIGKILL)

@@ -25,7 +25,7 @@ from leadscore.artifacts.metadata import (
 )
 from leadscore.artifacts.paths import METADATA_FILE, MODEL_FILE
 from leadscore.core import jsonsafe
-from leadscore.core.exceptions import ModelIntegrityError
+from leadscore.core.exceptions import ConfigError, ModelIntegrityError
 from leadscore.core.files import atomic_write, atomic_write_text
 from leadscore.core.hashing import file_sha256
 from leadscore.core.threads import n_threads
@@ -50,6 +50,8 @@ class ModelBundle:
 def save_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
     """Write ``model.joblib`` and ``metadata.json`` (with the artifact's sha256) into ``out_dir``."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"cannot save a model to {out_dir}: it is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
     atomic_write(model_path, lambda tmp: joblib.dump(

@@ -45,9 +45,12 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ModelNotFoundError(f"no model at {model_dir}: {METADATA_FILE} not found")
     try:
-        return dict(jsonsafe.loads(path.read_text()))
+        meta = jsonsafe.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelIntegrityError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelIntegrityError(f"{path}: expected a JSON object, got a JSON {type(meta).__name__}")
+    return meta
 
 
 def verify_artifact(model_dir: str | Path, meta: dict[str, Any]) -> Path:

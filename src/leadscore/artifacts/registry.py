@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ from leadscore.core.files import atomic_write_text
 
 if TYPE_CHECKING:
     from leadscore.artifacts.bundle import ModelBundle
+
+log = logging.getLogger(__name__)
 
 ENV_ROOT = REGISTRY_ENV
 VERSION_FORMAT = "%Y%m%d%H%M%S"
@@ -127,9 +130,12 @@ class Registry:
         except FileNotFoundError:
             return {"version": None, "history": []}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelIntegrityError(f"{path} is not valid JSON: {exc}") from exc
+            raise ModelIntegrityError(f"{path} is not valid JSON ({exc}): repair it with "
+                                      "`leadscore models activate VERSION`") from exc
         if not isinstance(state, dict) or not isinstance(state.get("history", []), list):
-            raise ModelIntegrityError(f"{path}: expected a JSON object with a history list, got {state!r}")
+            raise ModelIntegrityError(f"{path}: expected a JSON object with a history list, got "
+                                      f"{str(state)[:80]!r}: repair it with "
+                                      "`leadscore models activate VERSION`")
         return {"version": state.get("version"), "history": list(state.get("history", [])),
                 "activated_at": state.get("activated_at")}
 
@@ -246,7 +252,11 @@ class Registry:
         return version
 
     def _activate(self, version: str) -> None:
-        state = self._state()
+        try:
+            state = self._state()
+        except ModelIntegrityError as exc:  # an explicit activation is how a damaged pointer is repaired
+            log.warning("%s; activating %s replaces it (the rollback history is lost)", exc, version)
+            state = {"version": None, "history": []}
         current = state["version"]
         history = [v for v in state["history"] if v != current]
         if current is not None and current != version:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from leadscore.cli.common import add_command
+from leadscore.core.exceptions import ConfigError
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
@@ -13,6 +15,9 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from leadscore.data.tables import read_table
     from leadscore.training.fit import fit_table
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: give a folder for the model (checked before fitting)")
     frame = read_table(args.data)
     placeholders = None if args.placeholders is None else tuple(args.placeholders.split(","))
     result = fit_table(frame, target=args.target, id_column=args.id, time_column=args.time,

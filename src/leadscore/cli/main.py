@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeadscoreError as exc:
         print(f"leadscore {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system said no (a file where a folder belongs, permissions, disk full)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"leadscore {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("leadscore: interrupted", file=sys.stderr)
         return 130

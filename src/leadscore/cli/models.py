@@ -47,8 +47,13 @@ def _cmd_show(args: argparse.Namespace) -> None:
 
 
 def _cmd_activate(args: argparse.Namespace) -> None:
+    from leadscore.core.exceptions import ModelIntegrityError
+
     registry = _registry(args)
-    previous = registry.active_version()
+    try:
+        previous = registry.active_version()
+    except ModelIntegrityError as exc:  # activating is how a damaged ACTIVE file is repaired
+        previous = f"none readable ({exc})"
     registry.activate(args.version)
     print(f"active: {args.version} (was {previous or 'none'}) in {registry.root}/")
 

@@ -22,7 +22,7 @@ and /metrics. Clients send an API key in the X-API-Key header; the keys file hol
 Workers follow the registry's active version, so `leadscore models activate` reaches a running
 server. Every scored lead goes to the prediction log (SQLite next to the registry by default).
 
-make a key:   leadscore serve --new-key crm-sync --role scorer >> keys-entry.txt
+make a key:   leadscore serve --new-key crm-sync --role scorer --keys keys.yaml
 hash a key:   echo "$KEY" | leadscore serve --hash-key
 serve:        leadscore serve --keys keys.yaml --registry registry --port 8000
 """
@@ -34,18 +34,36 @@ def _read_key() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _cmd_serve(args: argparse.Namespace) -> None:
+def _new_key(args: argparse.Namespace, method: Literal["sha256", "scrypt"]) -> None:
+    """A random key, shown once on stderr; its hashed entry appended to ``--keys`` or printed on stdout."""
     from leadscore.service.auth import generate_key, hash_key
+
+    key = generate_key()
+    entry = f"  - name: {args.new_key}\n    role: {args.role}\n    hash: {hash_key(key, method)}\n"
+    print(f"API key for {args.new_key} (shown once; give it to the client, it is not stored): {key}",
+          file=sys.stderr)
+    keys = args.keys or os.environ.get(ENV_KEYS)
+    if not keys:
+        print(entry, end="")  # only the entry: `>> keys.yaml` never writes the key itself
+        return
+    path = Path(keys)
+    fresh = not path.exists() or path.stat().st_size == 0
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(("keys:\n" if fresh else "") + entry)
+    if fresh:
+        path.chmod(0o600)
+    print(f"added {args.new_key} ({args.role}) to {path}", file=sys.stderr)
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from leadscore.service.auth import hash_key
 
     method: Literal["sha256", "scrypt"] = "scrypt" if args.scrypt else "sha256"
     if args.hash_key:
         print(hash_key(_read_key(), method))
         return
     if args.new_key:
-        key = generate_key()
-        print(f"# API key for {args.new_key} (shown once; give it to the client, it is not stored):\n"
-              f"# {key}\n"
-              f"  - name: {args.new_key}\n    role: {args.role}\n    hash: {hash_key(key, method)}")
+        _new_key(args, method)
         return
     from leadscore.artifacts.registry import Registry
     from leadscore.service.server import run
@@ -95,7 +113,9 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     keys.add_argument("--hash-key", action="store_true",
                       help="read a key from stdin (or a prompt) and print its hash for the keys file")
     keys.add_argument("--new-key", metavar="NAME",
-                      help="generate a random key for client NAME; print it once with its keys-file entry")
+                      help="generate a random key for client NAME: the key is printed once (stderr) and "
+                           "its hashed entry appended to --keys FILE (created with a keys: header), or "
+                           "printed on stdout without --keys")
     keys.add_argument("--role", choices=["scorer", "admin"], default="scorer",
                       help="role of the --new-key entry (default: %(default)s)")
     keys.add_argument("--scrypt", action="store_true",

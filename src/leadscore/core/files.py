@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from leadscore.core.exceptions import ConfigError
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -46,3 +49,38 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, durable: 
 def atomic_write_text(path: str | Path, text: str, *, durable: bool = True) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write`."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
+
+
+class FileLock:
+    """An exclusive, non-blocking lock on ``path`` (created, and removed on release), for one writer.
+
+    ``acquire`` raises :class:`~leadscore.core.exceptions.ConfigError` with ``busy_message`` when another
+    process holds it. The lock is an ``flock`` on the file, so it disappears with a crashed holder; after
+    locking, the file is checked to still be the one at ``path`` (a holder removes it on release).
+    """
+
+    def __init__(self, path: str | Path, busy_message: str) -> None:
+        self.path = Path(path)
+        self.busy_message = busy_message
+        self._fd: int | None = None
+
+    def acquire(self) -> FileLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                raise BlockingIOError  # released and removed by its holder while we waited
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            raise ConfigError(self.busy_message) from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -53,7 +53,23 @@ def _sniff_delimiter(sample: str) -> str:
         return ","
 
 
+COMPRESSED_MAGIC = {b"\x1f\x8b": ("gzip-compressed", ".gz"), b"PK\x03\x04": ("a zip archive", ".zip")}
+
+
+def _check_not_compressed(path: Path) -> None:
+    """A compressed file named like plain text would otherwise fail as 'not UTF-8 text'."""
+    if path.name.lower().endswith((".gz", ".zip")):
+        return
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    for magic, (what, suffix) in COMPRESSED_MAGIC.items():
+        if head.startswith(magic):
+            raise InputFileError(f"{path} is {what}, not text: name it {path.name}{suffix} "
+                                 "(or decompress it)")
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    _check_not_compressed(path)
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             if path.name.lower().endswith((".gz", ".zip")):

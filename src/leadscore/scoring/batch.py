@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -225,8 +224,6 @@ def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions 
     key = run_key(scorer, source, options)
     info: dict[str, object] = {"model_version": scorer.version, "source": source.description,
                                "options": {k: v for k, v in asdict(options).items() if k != "progress"}}
-    if options.refresh_all and isinstance(sink, FileSink) and sink.parts.exists():
-        shutil.rmtree(sink.parts)
     run_id, done = sink.begin(key + ("" if not options.refresh_all else f":{time.time_ns()}"), info)
     summary = RunSummary(run_id=run_id, chunks_resumed=len(done))
     run = _Run(scorer, options, summary, now, cutoff,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.core.exceptions import ConfigError
-from leadscore.core.files import atomic_write_text
+from leadscore.core.files import FileLock, atomic_write_text
 from leadscore.data.tables import read_table, write_table
 from leadscore.scoring.scorer import OUTPUT_COLUMNS
 
@@ -41,7 +41,9 @@ class FileSink:
     """Scores into a CSV or Parquet file, via committed part files in ``<output>.partial/``.
 
     The output is assembled and renamed into place only when the run is done; a failed run keeps its
-    parts for the next run with the same key. A run record goes to ``<output>.run.json``.
+    parts for the next run with the same key (a run that failed before committing any chunk leaves
+    nothing behind). A run record goes to ``<output>.run.json``. One run at a time writes an output:
+    ``<output>.lock`` is held (and removed) by the running one; a second gets a one-line error.
     """
 
     keyed_by_lead = False  # one file per run: row numbers as ids overwrite nothing
@@ -53,8 +55,12 @@ class FileSink:
         self.parts = self.path.with_name(self.path.name + ".partial")
         self.record = self.path.with_name(self.path.name + ".run.json")
         self._run: dict[str, Any] = {}
+        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"),
+                              f"another run is writing {self.path} right now: wait for it to finish or "
+                              "choose another --output")
 
     def begin(self, run_key: str, info: dict[str, object]) -> tuple[str, set[int]]:
+        self._lock.acquire()
         manifest = self.parts / "run.json"
         if manifest.exists():
             try:
@@ -100,10 +106,13 @@ class FileSink:
                 new = _upsert(read_table(self.path), new)
             write_table(new, self.path)
             shutil.rmtree(self.parts)
+        elif not any(self.parts.glob("part-*.parquet")):
+            shutil.rmtree(self.parts, ignore_errors=True)  # failed before any work: nothing to resume
+            return
         atomic_write_text(self.record, json.dumps(record, indent=2, default=str) + "\n")
 
     def close(self) -> None:
-        pass
+        self._lock.release()
 
 
 def _empty_scores() -> pd.DataFrame:

@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 from leadscore import __version__
 from leadscore.service.errors import install_error_handlers
 from leadscore.service.middleware import BodyLimit, RequestContext
+from leadscore.service.orphan import watch_parent
 from leadscore.service.routes import router
 from leadscore.service.settings import ServiceSettings
 from leadscore.service.state import Service
@@ -92,4 +93,5 @@ def create_app_from_env() -> FastAPI:
         handler.setFormatter(logging.Formatter("%(levelname)s:     [%(process)d] %(name)s: %(message)s"))
         package_log.addHandler(handler)
         package_log.setLevel(logging.INFO)
+    watch_parent()  # a worker stops when its supervisor is killed
     return create_app(ServiceSettings.from_env())

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from leadscore.artifacts.registry import Registry
-from leadscore.core.exceptions import LeadscoreError, ModelNotFoundError
+from leadscore.core.exceptions import LeadscoreError, ModelIntegrityError, ModelNotFoundError
 from leadscore.scoring.scorer import Scorer
 from leadscore.service.schemas import LeadModels, build_models
 
@@ -165,7 +165,10 @@ class ModelHolder:
         """Load ``version``, make it the registry's active version and serve it; (new, previous)."""
         served = self.prepare(version)
         with self._lock:
-            previous = self.registry.active_version()
+            try:
+                previous = self.registry.active_version()
+            except ModelIntegrityError:  # a damaged ACTIVE file: activating repairs it
+                previous = self.current.version if self.current else None
             self.registry.activate(version)
             self._signature = self._active_signature()
             self._install(served)

@@ -226,7 +226,11 @@ class SwitchResponse(BaseModel):
 class OutcomeRequest(BaseModel):
     """The actual outcome of a lead; sending it again for the same lead replaces the earlier one."""
 
-    model_config = FORBID
+    # the rule below is also in the published schema, so clients and schema-driven tests see it
+    model_config = ConfigDict(**FORBID, json_schema_extra={
+        "if": {"properties": {"converted": {"const": False}}, "required": ["converted"]},
+        "then": {"properties": {"converted_at": {"type": "null"}}},
+    })
     lead_id: LeadId
     converted: Annotated[bool, Strict()]
     converted_at: AwareDatetime | None = Field(None, description="when it converted (with a time zone)")

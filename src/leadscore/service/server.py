@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from leadscore.core.exceptions import ConfigError
+from leadscore.service.orphan import SUPERVISOR_ENV
 from leadscore.service.settings import ENV_SETTINGS, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def run(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 8000,
         # the connections they accept, and a response written in two parts waits for the client's delayed
         # ACK (~40 ms). Accepted connections inherit the option from the listening socket.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers exit if this process dies
         Multiprocess(config, sockets=[sock]).run()
     finally:
         if created is not None:
