@@ -710,3 +710,18 @@ def test_the_outcome_rule_is_in_the_published_schema(client: TestClient) -> None
 def test_the_prediction_log_file_is_private(client: TestClient, settings: ServiceSettings) -> None:
     path = Path(settings.prediction_log_url.removeprefix("sqlite:///"))
     assert path.exists() and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_damaged_active_file_is_named_by_ready_and_repaired_by_the_admin_endpoint(
+        settings: ServiceSettings, registry: tuple[Registry, str, str]) -> None:
+    reg, v1, v2 = registry
+    (reg.root / "ACTIVE").write_text("{truncated")
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "ACTIVE is not valid JSON" in ready.json()["detail"]
+        assert "leadscore models activate VERSION" in ready.json()["detail"]
+        switched = client.post(f"/v1/model/activate/{v2}", headers=auth(ADMIN_KEY))
+        assert switched.status_code == 200, switched.text
+        assert client.get("/ready").json() == {"status": "ready", "model_version": v2, "detail": None}
+    assert reg.active_version() == v2
