@@ -65,6 +65,7 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
