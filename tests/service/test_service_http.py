@@ -261,10 +261,15 @@ def check_auth_limits_and_no_key_in_logs(server: Server) -> None:
     assert 2 <= granted <= 2 + int(2 * elapsed) + 1, ([r.status_code for r in codes], elapsed)
     assert all(r.status_code in (200, 429) for r in codes)
     assert all(int(r.headers["retry-after"]) >= 1 for r in codes if r.status_code == 429)
+    # a key in the query string (not how keys are sent) is refused and masked in the access log
+    assert httpx.post(f"{url}/v1/score?api_key={SCORER_KEY}&reasons=1", json=LEAD).status_code == 401
+    assert httpx.get(f"{url}/v1/model?token=lsk_query-token-99").status_code == 401
     time.sleep(0.5)
     log = server.text()
     assert '"POST /v1/score HTTP/1.1" 401' in log and '"POST /v1/score HTTP/1.1" 429' in log
-    for key in (SCORER_KEY, ADMIN_KEY, LIMITED_KEY, "lsk_wrong-key-123"):
+    assert '"POST /v1/score?api_key=***&reasons=1 HTTP/1.1" 401' in log
+    assert '"GET /v1/model?token=*** HTTP/1.1" 401' in log
+    for key in (SCORER_KEY, ADMIN_KEY, LIMITED_KEY, "lsk_wrong-key-123", "lsk_query-token-99"):
         assert key not in log
 
 

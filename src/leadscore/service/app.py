@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from leadscore import __version__
+from leadscore.service import redact
 from leadscore.service.errors import install_error_handlers
 from leadscore.service.middleware import BodyLimit, RequestContext
 from leadscore.service.orphan import watch_parent
@@ -94,4 +95,5 @@ def create_app_from_env() -> FastAPI:
         package_log.addHandler(handler)
         package_log.setLevel(logging.INFO)
     watch_parent()  # a worker stops when its supervisor is killed
+    redact.install()  # no credential from a query string in the access log
     return create_app(ServiceSettings.from_env())
