@@ -725,3 +725,27 @@ def test_a_damaged_active_file_is_named_by_ready_and_repaired_by_the_admin_endpo
         assert switched.status_code == 200, switched.text
         assert client.get("/ready").json() == {"status": "ready", "model_version": v2, "detail": None}
     assert reg.active_version() == v2
+
+
+def test_random_keys_cannot_make_the_server_hash_slowly_for_everyone(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown keys need the slow scrypt check (a scrypt key is configured); one client gets a few of
+    those per second, then 429 before any hashing, while valid keys keep working."""
+    from leadscore.service import auth as auth_module
+
+    calls: list[int] = []
+    real = auth_module._scrypt
+
+    def counted(*args: Any, **kwargs: Any) -> bytes:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auth_module, "_scrypt", counted)
+    started = time.monotonic()
+    answers = [client.get("/v1/model", headers=auth(f"lsk_random-{i:04d}")) for i in range(30)]
+    elapsed = time.monotonic() - started
+    codes = [a.status_code for a in answers]
+    assert codes[:5] == [401] * 5 and codes.count(429) >= 30 - 5 - int(elapsed) - 1
+    assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 429)
+    assert len(calls) <= 5 + int(elapsed) + 1  # one scrypt key configured: one hash per check
+    assert client.get("/v1/model", headers=auth()).status_code == 200  # a valid key is never throttled

@@ -30,7 +30,8 @@ from typing import Any, Literal
 
 import yaml
 
-from leadscore.core.exceptions import ConfigError
+from leadscore.core.exceptions import ConfigError, LeadscoreError
+from leadscore.service.ratelimit import ClientBuckets
 
 Role = Literal["scorer", "admin"]
 ROLES: tuple[Role, ...] = ("scorer", "admin")
@@ -39,6 +40,15 @@ MAX_KEY_LENGTH = 256
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 KEY_PREFIX = "lsk_"
 _NEGATIVE_CACHE = 10_000
+SLOW_CHECKS_PER_SECOND, SLOW_CHECKS_BURST = 1.0, 5.0  # scrypt checks of unknown keys, per client
+
+
+class SlowHashThrottled(LeadscoreError):
+    """A client sent too many unknown keys that needed the slow hash: answer 429 before hashing."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many unknown API keys from this client: retry in {wait:.0f} s")
+        self.wait = wait
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,7 @@ class KeyStore:
         self._scrypt = [k for k in self.keys if k.hash.startswith("scrypt:")]
         self._verified: dict[str, ApiKey] = {}
         self._rejected: OrderedDict[str, None] = OrderedDict()
+        self._slow_checks = ClientBuckets(SLOW_CHECKS_PER_SECOND, SLOW_CHECKS_BURST)
 
     @classmethod
     def from_file(cls, path: str | Path) -> KeyStore:
@@ -178,8 +189,15 @@ class KeyStore:
     def names(self) -> list[str]:
         return [k.name for k in self.keys]
 
-    def lookup(self, presented: str | None) -> ApiKey | None:
-        """The key ``presented`` matches, or None (absent, malformed or unknown)."""
+    def lookup(self, presented: str | None, client: str = "") -> ApiKey | None:
+        """The key ``presented`` matches, or None (absent, malformed or unknown).
+
+        Raises
+        ------
+        SlowHashThrottled
+            If ``client`` already made this process check too many unknown keys with scrypt (the slow,
+            salted hash): it must wait rather than make everyone else wait.
+        """
         if not presented or len(presented) > MAX_KEY_LENGTH:
             return None
         digest = _sha256(presented)
@@ -188,6 +206,9 @@ class KeyStore:
             return found
         if not self._scrypt or digest in self._rejected:
             return None
+        wait = self._slow_checks.take(client)
+        if wait:
+            raise SlowHashThrottled(wait)
         for key in self._scrypt:
             _, n, r, p, salt, stored = key.hash.split(":")
             if hmac.compare_digest(_scrypt(presented, bytes.fromhex(salt), int(n), int(r), int(p)),

@@ -16,6 +16,7 @@ import os
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,15 +66,46 @@ class TokenBuckets:
             try:
                 now = time.monotonic()
                 tokens, stamp = _SLOT.unpack_from(self._buffer, offset)
-                if stamp <= 0 or stamp > now:  # never used, or written before a reboot
-                    tokens, stamp = burst, now
-                tokens = min(burst, tokens + (now - stamp) * rate)
-                wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
-                _SLOT.pack_into(self._buffer, offset, tokens - 1.0 if wait == 0.0 else tokens, now)
+                tokens, wait = _take(tokens, stamp, now, rate, burst)
+                _SLOT.pack_into(self._buffer, offset, tokens, now)
             finally:
                 if self._fd is not None:
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset, os.SEEK_SET)
         return wait
+
+
+def _take(tokens: float, stamp: float, now: float, rate: float, burst: float) -> tuple[float, float]:
+    """One token from a bucket last updated at ``stamp``: (tokens left, 0.0) or (tokens, seconds to wait)."""
+    if stamp <= 0 or stamp > now:  # never used, or written before a reboot
+        tokens, stamp = burst, now
+    tokens = min(burst, tokens + (now - stamp) * rate)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / rate
+
+
+class ClientBuckets:
+    """Token buckets per client address, in this process, for the few most recent clients.
+
+    Used to ration expensive work an unauthenticated client can trigger (a slow key hash per unknown
+    key): a client sending random keys is refused before the work, others are not slowed down.
+    """
+
+    def __init__(self, rate: float, burst: float, max_clients: int = 10_000) -> None:
+        self.rate, self.burst, self.max_clients = rate, burst, max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        """0.0 if ``client`` may go ahead (a token taken), else the seconds until it may."""
+        with self._lock:
+            now = time.monotonic()
+            tokens, stamp = self._buckets.pop(client, (self.burst, now))
+            tokens, wait = _take(tokens, stamp, now, self.rate, self.burst)
+            self._buckets[client] = (tokens, now)
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+            return wait
 
 
 def retry_after(wait: float) -> str:

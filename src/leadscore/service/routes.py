@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from leadscore.core.exceptions import ModelNotFoundError
-from leadscore.service.auth import HEADER, ApiKey, Role
+from leadscore.service.auth import HEADER, ApiKey, Role, SlowHashThrottled
 from leadscore.service.errors import error_response, request_id, validation_detail
 from leadscore.service.holder import ServedModel
 from leadscore.service.metrics import CONTENT_TYPE
@@ -64,7 +64,10 @@ def require(role: Role) -> Callable[..., Awaitable[ApiKey]]:
         if not presented:
             raise HTTPException(401, f"missing API key: send it in the {HEADER} header",
                                 headers={"WWW-Authenticate": "ApiKey"})
-        key = svc.keys.lookup(presented)
+        try:
+            key = svc.keys.lookup(presented, request.client.host if request.client else "")
+        except SlowHashThrottled as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": retry_after(exc.wait)}) from exc
         if key is None:
             log.info("request %s: unknown API key", request_id(request))
             raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})
