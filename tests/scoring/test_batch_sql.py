@@ -186,3 +186,30 @@ def test_the_database_password_is_not_printed(pg_url, model_dir, leads, tmp_path
         for table in (name, f"{name}_runs", f"{name}_chunks"):
             conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
     engine.dispose()
+
+
+def test_resuming_against_a_changed_source_starts_over_and_skips_no_lead(db, model_dir, leads):
+    """Killed after 3 chunks, 60 low ids deleted from the source, re-run: every remaining lead is
+    scored (resuming by chunk number would have skipped the leads that moved into the done chunks)."""
+    url, name = db
+    scorer = Scorer.load(model_dir)
+    table = f"{name}_scores"
+    opts = BatchOptions(chunk_size=50, now=NOW, progress=False)
+
+    def crash(index, scores):
+        if index == 3:
+            raise Boom("killed after 3 chunks")
+
+    with pytest.raises(Boom):
+        run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, table), opts, on_chunk=crash)
+    removed = sorted(leads["lead_id"])[:60]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DELETE FROM "{name}" WHERE lead_id IN :ids').bindparams(
+            sa.bindparam("ids", expanding=True)), {"ids": removed})
+    engine.dispose()
+    summary = run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, table), opts)
+    assert summary.chunks_resumed == 0 and summary.rows_scored == len(leads) - 60
+    remaining = set(leads["lead_id"]) - set(removed)
+    assert remaining <= set(read(url, table)["lead_id"])
+    assert read(url, f"{table}_runs")["status"].tolist().count("done") == 1

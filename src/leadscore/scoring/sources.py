@@ -60,7 +60,10 @@ class SqlSource:
         return f"{safe_url(self.url)} {self.query}"
 
     def fingerprint(self) -> str:
-        return self.description
+        """The query and what its rows are now (count, ids): a changed source is a new run."""
+        from leadscore.scoring.store import content_signature
+
+        return f"{self.description}|{content_signature(self.url, self.query, key=self.order_by)}"
 
     def chunks(self, chunk_size: int) -> Iterator[pd.DataFrame]:
         from leadscore.scoring.store import read_sql_chunks

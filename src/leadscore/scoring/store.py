@@ -8,6 +8,7 @@ SQLAlchemy database can be read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -78,6 +79,30 @@ def read_sql_chunks(url: str, source: str, *, chunk_size: int,
     qualified = ".".join(quote(part) for part in (schema, name) if part)
     return _iter_chunks(engine, sa.text(f"SELECT * FROM {qualified}{order}"), f"table {source.strip()!r}",
                         chunk_size, table=(schema, name))
+
+
+def content_signature(url: str, source: str, *, key: str | None) -> str:
+    """What the rows of ``source`` are now: their count and a sha256 of ``key`` in ``key`` order.
+
+    Batch runs put this in the run key, so a run interrupted and resumed against a source whose rows
+    changed (leads added or deleted) starts over instead of skipping the leads that moved between chunks.
+    Reads one column; without ``key`` only the row count is compared.
+    """
+    engine = make_engine(url)
+    quote = engine.dialect.identifier_preparer.quote
+    engine.dispose()
+    column = quote(key) if key else "1"
+    if _QUERY.match(source):
+        inner = f"SELECT {column} AS k FROM ({source.strip().rstrip(';').strip()}) AS leadscore_inner"
+    else:
+        schema, name = _split_name(source.strip())
+        inner = f"SELECT {column} AS k FROM " + ".".join(quote(p) for p in (schema, name) if p)
+    digest, rows = hashlib.sha256(), 0
+    for chunk in read_sql_chunks(url, inner, chunk_size=50_000, order_by="k" if key else None):
+        rows += len(chunk)
+        if key:
+            digest.update("\x1f".join(chunk["k"].astype(str)).encode() + b"\x1e")
+    return f"rows={rows}" + (f",{key}-sha256={digest.hexdigest()[:24]}" if key else "")
 
 
 def _check_table(conn: sa.Connection, table: tuple[str | None, str], label: str, where: str) -> None:
