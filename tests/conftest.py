@@ -56,6 +56,16 @@ def pg_url() -> str:
     return PG_URL
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bundles made by the tests are signed with a key of the test session (inherited by every
+    subprocess the tests start), never with the user's own key."""
+    path = tmp_path_factory.mktemp("signing") / "signing.key"
+    os.environ.pop("LEADSCORE_SIGNING_KEY", None)
+    os.environ["LEADSCORE_SIGNING_KEY_FILE"] = str(path)
+    return path
+
+
 @pytest.fixture
 def flat_leads() -> pd.DataFrame:
     return make_flat_leads()

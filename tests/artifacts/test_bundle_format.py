@@ -27,8 +27,10 @@ FIXTURE = REPO / "tests" / "fixtures" / "bundle_v1"
 
 def test_a_bundle_from_before_the_move_scores_identically():
     meta = read_metadata(FIXTURE / "bundle")
-    assert "format_version" not in meta  # written by the flat layout
-    scorer = Scorer.load(FIXTURE / "bundle")
+    assert "format_version" not in meta and "signature" not in meta  # written by the flat layout
+    with pytest.raises(ModelIntegrityError, match="the bundle is not signed"):
+        Scorer.load(FIXTURE / "bundle")  # unsigned: only with an explicit trust flag
+    scorer = Scorer.load(FIXTURE / "bundle", trust=True)
     leads = pd.read_csv(FIXTURE / "leads.csv")
     scored = scorer.score_frame(leads, reasons=2, now=pd.Timestamp("2026-01-01", tz="UTC"))
     expected = pd.read_parquet(FIXTURE / "expected_scores.parquet")
@@ -44,7 +46,7 @@ def test_a_bundle_from_before_the_move_scores_identically():
 
 
 def test_an_old_bundle_resaved_is_the_current_format_and_loads_without_the_old_names(tmp_path):
-    old = load_bundle(FIXTURE / "bundle")
+    old = load_bundle(FIXTURE / "bundle", trust=True)
     save_bundle(ModelBundle(old.model, old.schema, dict(old.metadata)), tmp_path / "new")
     meta = json.loads((tmp_path / "new" / "metadata.json").read_text())
     assert meta["format_version"] == FORMAT_VERSION and meta["created_at"]
@@ -61,13 +63,13 @@ def test_a_bundle_of_a_newer_format_is_refused_with_one_line(tmp_path):
     meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
     (tmp_path / "b" / "metadata.json").write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(ModelIntegrityError, match=r"bundle format \d+ is newer than this release reads"):
-        load_bundle(tmp_path / "b")
+        load_bundle(tmp_path / "b", trust=True)
 
 
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_threads_are_the_loading_machines(monkeypatch, threads):
     monkeypatch.setenv("LEADSCORE_THREADS", threads)
-    model = load_bundle(FIXTURE / "bundle").model
+    model = load_bundle(FIXTURE / "bundle", trust=True).model
     counts = {type(c).__name__: c.get_params().get("n_jobs", c.get_params().get("thread_count"))
               for c in classifiers(model) if hasattr(c, "get_params")}
     # the fixture was saved with 2 threads per model; each classifier now has the loader's count
@@ -78,7 +80,7 @@ def test_threads_are_the_loading_machines(monkeypatch, threads):
 
 def test_saved_bundles_never_record_a_thread_count(tmp_path, monkeypatch):
     monkeypatch.setenv("LEADSCORE_THREADS", "1")
-    bundle = load_bundle(FIXTURE / "bundle")
+    bundle = load_bundle(FIXTURE / "bundle", trust=True)
     save_bundle(bundle, tmp_path / "again")
     text = (tmp_path / "again" / "metadata.json").read_text()
     assert "n_jobs" not in text and "thread_count" not in text

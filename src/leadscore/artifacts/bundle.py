@@ -15,7 +15,7 @@ from typing import Any
 
 import joblib
 
-from leadscore.artifacts import legacy
+from leadscore.artifacts import legacy, signing
 from leadscore.artifacts.metadata import (
     FORMAT_VERSION,
     base_metadata,
@@ -56,25 +56,29 @@ def save_bundle(bundle: ModelBundle, out_dir: str | Path) -> Path:
     model_path = out_dir / MODEL_FILE
     atomic_write(model_path, lambda tmp: joblib.dump(
         {"model": bundle.model, "schema": bundle.schema}, tmp, compress=3))
-    meta = {**base_metadata(), **bundle.metadata, "format_version": FORMAT_VERSION,
-            "artifact": MODEL_FILE, "sha256": file_sha256(model_path)}
+    meta = jsonsafe.json_safe({**base_metadata(), **bundle.metadata, "format_version": FORMAT_VERSION,
+                               "artifact": MODEL_FILE, "sha256": file_sha256(model_path)})
+    meta[signing.SIGNATURE] = signing.sign(meta)  # covers the metadata and, through sha256, the model
     bundle.metadata = meta
     atomic_write_text(out_dir / METADATA_FILE, jsonsafe.dumps(meta, indent=2) + "\n")
     return out_dir
 
 
-def load_bundle(model_dir: str | Path) -> ModelBundle:
-    """Load a bundle after checking the artifact's sha256 against its metadata.
+def load_bundle(model_dir: str | Path, *, trust: bool = False) -> ModelBundle:
+    """Load a bundle after checking its signature and the artifact's sha256 against its metadata.
 
-    Bundles of any earlier ``format_version`` load too; every classifier is set to this machine's
-    thread count.
+    Nothing is unpickled unless the metadata's signature matches this machine's signing key
+    (:mod:`leadscore.artifacts.signing`); ``trust`` skips that check, for bundles the user made (e.g.
+    saved before signing existed). Bundles of any earlier ``format_version`` load too; every classifier
+    is set to this machine's thread count.
 
     Raises
     ------
     ModelNotFoundError
         If the folder holds no bundle.
     ModelIntegrityError
-        If the artifact was changed or truncated since it was saved, or was written by a newer release.
+        If the bundle is unsigned or signed with another key (without ``trust``), the artifact was changed
+        or truncated since it was saved, or it was written by a newer release.
     """
     model_dir = Path(model_dir)
     meta = read_metadata(model_dir)
@@ -82,6 +86,7 @@ def load_bundle(model_dir: str | Path) -> ModelBundle:
     if version > FORMAT_VERSION:
         raise ModelIntegrityError(f"{model_dir}: bundle format {version} is newer than this release reads "
                                   f"({FORMAT_VERSION}); upgrade leadscore")
+    signing.verify(meta, model_dir, trust=trust)
     artifact = verify_artifact(model_dir, meta)
     if version < FORMAT_VERSION:
         legacy.install()

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leadscore.artifacts import signing
 from leadscore.artifacts.metadata import read_metadata, verify_artifact
 from leadscore.artifacts.paths import (
     DEFAULT_REGISTRY,
@@ -202,11 +203,13 @@ class Registry:
     def _switch(self, version: str, history: list[str]) -> None:
         """Verify ``version`` and make it active with ``history`` (lock held)."""
         folder = self.path(version)
-        verify_artifact(folder, read_metadata(folder))
+        meta = read_metadata(folder)
+        signing.verify(meta, folder)
+        verify_artifact(folder, meta)
         self._write_state(version, [v for v in history if v != version])
 
     def register(self, bundle_dir: str | Path, *, activate: bool = False,
-                 now: datetime | None = None) -> str:
+                 now: datetime | None = None, trust: bool = False) -> str:
         """Copy a saved bundle into the registry as a new version and return its name.
 
         The version is ``now`` in UTC as ``YYYYMMDDHHMMSS`` (a naive ``now`` is taken as UTC), one second
@@ -222,6 +225,7 @@ class Registry:
         """
         source = Path(bundle_dir)
         meta = read_metadata(source)
+        signing.verify(meta, source, trust=trust)  # an unsigned or foreign bundle needs ``trust``
         verify_artifact(source, meta)
         now = datetime.now(UTC) if now is None else now
         now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
@@ -239,6 +243,7 @@ class Registry:
             try:
                 shutil.copytree(source, staging, dirs_exist_ok=True)
                 meta = {**meta, "version": version, "registered_at": now.isoformat(timespec="seconds")}
+                meta[signing.SIGNATURE] = signing.sign(meta)  # signed with this registry's key
                 (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
                 verify_artifact(staging, meta)
                 self._versions_dir.mkdir(exist_ok=True)

@@ -67,7 +67,7 @@ def _cmd_rollback(args: argparse.Namespace) -> None:
 
 def _cmd_register(args: argparse.Namespace) -> None:
     registry = _registry(args)
-    version = registry.register(args.bundle_dir, activate=args.activate)
+    version = registry.register(args.bundle_dir, activate=args.activate, trust=args.trust_model)
     state = "active" if registry.active_version() == version else "not active"
     print(f"registered {args.bundle_dir} as {version} in {registry.root}/ ({state})")
 
@@ -112,3 +112,6 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
              "example: leadscore models register artifacts/export --activate")
     p.add_argument("bundle_dir", metavar="BUNDLE_DIR", help="folder with model.joblib and metadata.json")
     p.add_argument("--activate", action="store_true", help="make the new version active")
+    p.add_argument("--trust-model", action="store_true",
+                   help="register a bundle that is unsigned or signed with another key (it is then "
+                        "signed with this registry's key; only for bundles you made yourself)")

@@ -18,7 +18,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
     check_not_input(args.output, table=args.table, input_=args.input, query=args.query)
 
-    scorer = Scorer.load(args.model, registry=args.registry, allow_missing=args.allow_missing)
+    scorer = Scorer.load(args.model, registry=args.registry, allow_missing=args.allow_missing,
+                         trust=args.trust_model)
     params = load_params_arg(args) if (args.crm or args.segment) and Path(args.params).exists() else None
     options = BatchOptions(
         reasons=args.reasons, chunk_size=args.chunk_size, since_days=args.since, segment=args.segment,
@@ -100,6 +101,9 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
                    help="skip and report a bad row, or stop the run (default: %(default)s)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score even if required columns are absent (treated as unknown)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a model folder that is unsigned or signed with another machine's key "
+                        "(only for models you made yourself: loading a model runs its code)")
     p.add_argument("--chunk-size", type=int, default=50_000, help="leads per chunk/commit (default: 50000)")
     p.add_argument("--engine", choices=["pandas", "dask"], default="pandas",
                    help="dask: score partitioned Parquet on a Dask cluster (default: %(default)s)")

@@ -179,7 +179,7 @@ class Scorer:
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, registry: str | Path | None = None,
-             allow_missing: bool = False) -> Scorer:
+             allow_missing: bool = False, trust: bool = False) -> Scorer:
         """A model folder (``fit``/``export`` output), or a registry version (default: the active one).
 
         Raises
@@ -187,12 +187,13 @@ class Scorer:
         ModelNotFoundError
             If there is no such folder or version, or the registry has no active model.
         ModelIntegrityError
-            If the artifact does not match its recorded sha256.
+            If the artifact does not match its recorded sha256, or a model folder is unsigned or signed
+            with another key and ``trust`` is not given (registry versions are always signed).
         """
         if model is not None and Path(model).is_dir():
             meta = read_metadata(model)
             version = str(meta.get("version") or f"dir:{Path(model).resolve().name}")
-            return cls(load_bundle(model), version, allow_missing)
+            return cls(load_bundle(model, trust=trust), version, allow_missing)
         reg = Registry(registry or Registry.default_root())
         if model is not None and not str(model).isdigit():
             raise ModelNotFoundError(f"--model {model}: expected a model folder or a registry version "
