@@ -86,18 +86,23 @@ def test_cli_round_trip(db, model_dir, leads, capsys):
     assert len(read(url, f"{name}_scores")) == 230
 
 
-def test_crash_mid_run_keeps_whole_chunks_and_the_rerun_resumes(db, model_dir, leads):
-    url, name = db
-    scorer = Scorer.load(model_dir)
-    table = f"{name}_scores"
-    opts = BatchOptions(chunk_size=50, now=NOW, progress=False)
-
+def crash_at_chunk_3(url: str, name: str, scorer: Scorer, opts: BatchOptions) -> None:
+    """A run of ``name`` into ``<name>_scores`` that dies in chunk 3 (chunks 0-2 committed)."""
     def crash(index, scores):
         if index == 3:
             raise Boom("connection lost in the middle of chunk 3")
 
     with pytest.raises(Boom):
-        run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, table), opts, on_chunk=crash)
+        run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, f"{name}_scores"), opts,
+                  on_chunk=crash)
+
+
+def test_crash_mid_run_keeps_whole_chunks_and_the_rerun_resumes(db, model_dir, leads):
+    url, name = db
+    scorer = Scorer.load(model_dir)
+    table = f"{name}_scores"
+    opts = BatchOptions(chunk_size=50, now=NOW, progress=False)
+    crash_at_chunk_3(url, name, scorer, opts)
     partial = read(url, table)
     assert len(partial) == 150  # chunks 0-2 committed, chunk 3 not at all
     assert read(url, f"{table}_runs")["status"].tolist() == ["failed"]
@@ -195,13 +200,7 @@ def test_resuming_against_a_changed_source_starts_over_and_skips_no_lead(db, mod
     scorer = Scorer.load(model_dir)
     table = f"{name}_scores"
     opts = BatchOptions(chunk_size=50, now=NOW, progress=False)
-
-    def crash(index, scores):
-        if index == 3:
-            raise Boom("killed after 3 chunks")
-
-    with pytest.raises(Boom):
-        run_batch(scorer, SqlSource(url, name, "lead_id"), SqlScoreSink(url, table), opts, on_chunk=crash)
+    crash_at_chunk_3(url, name, scorer, opts)
     removed = sorted(leads["lead_id"])[:60]
     engine = sa.create_engine(url)
     with engine.begin() as conn:
