@@ -96,3 +96,19 @@ def test_the_key_file_is_created_private_and_refused_when_readable(tmp_path, mon
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="can be read by other users: chmod 600"):
         signing_key()
+
+
+def test_versions_registered_before_signing_are_signed_on_request(bundle_dir, tmp_path, capsys):
+    reg = Registry(tmp_path / "reg")
+    version = reg.register(bundle_dir, activate=True)
+    meta_path = reg.path(version) / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("signature")  # as a registry made by an earlier release
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelIntegrityError, match="not signed"):
+        reg.load()
+    assert main(["models", "sign", "--registry", str(tmp_path / "reg")]) == 2
+    assert "confirm with --trust-model" in capsys.readouterr().err
+    assert main(["models", "sign", "--registry", str(tmp_path / "reg"), "--trust-model"]) == 0
+    assert "signed 1 version(s)" in capsys.readouterr().out
+    assert reg.load().metadata["version"] == version

@@ -72,6 +72,18 @@ def _cmd_register(args: argparse.Namespace) -> None:
     print(f"registered {args.bundle_dir} as {version} in {registry.root}/ ({state})")
 
 
+def _cmd_sign(args: argparse.Namespace) -> None:
+    if not args.trust_model:
+        from leadscore.core.exceptions import ConfigError
+
+        raise ConfigError("signing vouches for the code in the models: confirm with --trust-model that "
+                          "you made these versions yourself")
+    registry = _registry(args)
+    names = registry.sign(args.versions or None)
+    print(f"signed {len(names)} version(s) in {registry.root}/ with this machine's key: "
+          f"{', '.join(names) or 'none'}")
+
+
 def _add(commands: argparse._SubParsersAction, name: str, handler: Handler, summary: str,
          description: str) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=summary, description=description,
@@ -85,7 +97,7 @@ def _add(commands: argparse._SubParsersAction, name: str, handler: Handler, summ
 
 
 def add_models_command(commands: argparse._SubParsersAction) -> None:
-    """Add ``leadscore models {list,show,activate,rollback,register}`` to ``commands``."""
+    """Add ``leadscore models {list,show,activate,rollback,register,sign}`` to ``commands``."""
     models = commands.add_parser(
         "models", help="list, register, activate and roll back model versions",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,6 +123,13 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
              "current UTC time, and prune all but the newest --keep versions.\n\n"
              "example: leadscore models register artifacts/export --activate")
     p.add_argument("bundle_dir", metavar="BUNDLE_DIR", help="folder with model.joblib and metadata.json")
+    q = _add(sub, "sign", _cmd_sign, "sign registered versions with this machine's key",
+             "For registries made before models were signed, or copied from another machine:\n"
+             "versions load only when their signature matches this machine's key. Signing\n"
+             "vouches for the code in the pickles, so it needs --trust-model.\n\n"
+             "example: leadscore models sign --trust-model          # every version")
+    q.add_argument("versions", nargs="*", metavar="VERSION", help="versions to sign (default: all)")
+    q.add_argument("--trust-model", action="store_true", help="confirm you trust these versions")
     p.add_argument("--activate", action="store_true", help="make the new version active")
     p.add_argument("--trust-model", action="store_true",
                    help="register a bundle that is unsigned or signed with another key (it is then "
