@@ -193,3 +193,18 @@ def test_two_runs_cannot_write_the_same_output_at_once(scorer, leads, tmp_path):
     assert second and summary.rows_scored == len(leads) and len(pd.read_csv(out)) == len(leads)
     assert not (tmp_path / "s.csv.lock").exists()  # released (and removed) when the run ended
     assert run_batch(scorer, FrameSource(leads), FileSink(out), options(refresh_all=True)).rows_scored == 250
+
+
+def test_writing_scores_over_the_leads_table_is_refused(tmp_path, monkeypatch):
+    from leadscore.scoring.sinks import check_not_input
+
+    monkeypatch.chdir(tmp_path)
+    same = [("leads.db", f"sqlite:///{tmp_path / 'leads.db'}"),
+            (f"sqlite:///{tmp_path}/./leads.db", "leads.db"),
+            ("postgresql+psycopg://u:pw@h/db", "postgresql+psycopg://u:pw@h/db")]
+    for output, input_ in same:
+        with pytest.raises(ConfigError, match="--table leads is the table the leads are read from") as caught:
+            check_not_input(output, table="leads", input_=input_, query="leads")
+        assert "pw" not in str(caught.value)
+    check_not_input("leads.db", table="lead_scores", input_="leads.db", query="leads")  # another table
+    check_not_input("other.db", table="leads", input_="leads.db", query="leads")  # another database

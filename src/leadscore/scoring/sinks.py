@@ -130,6 +130,18 @@ def _upsert(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([old, new], ignore_index=True)
 
 
+def _database_id(location: str) -> str:
+    """A SQLite database's resolved file, else the URL itself: equal for the same database."""
+    import sqlalchemy as sa
+
+    if "://" not in location:
+        return str(Path(location).resolve())
+    url = sa.make_url(location)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return str(Path(str(url.database)).resolve())
+    return url.render_as_string(hide_password=False)
+
+
 def check_not_input(output: str, *, table: str = "lead_scores", input_: str | None = None,
                     query: str | None = None) -> None:
     """Refuse an output that is the input: scoring a file into itself would destroy the leads.
@@ -140,15 +152,14 @@ def check_not_input(output: str, *, table: str = "lead_scores", input_: str | No
         If ``output`` is the same file as ``input_`` (paths compared after resolving links), or the same
         SQLite file and table.
     """
-    from leadscore.core.database import is_sql_location
+    from leadscore.core.database import is_sql_location, safe_url
 
     if not input_:
         return
     if is_sql_location(output) or is_sql_location(input_):
-        files = "://" not in output and "://" not in input_
-        same_db = files and Path(output).resolve() == Path(input_).resolve()
+        same_db = _database_id(output) == _database_id(input_)
         if same_db and query is not None and query.strip() == table:
-            raise ConfigError(f"--table {table} is the table the leads are read from ({input_}): "
+            raise ConfigError(f"--table {table} is the table the leads are read from ({safe_url(input_)}): "
                               "write the scores to another table")
         return
     if Path(output).resolve() == Path(input_).resolve():
