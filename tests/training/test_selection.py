@@ -11,9 +11,10 @@ from leadscore.core.config import DecisionParams
 from leadscore.core.exceptions import ConfigError
 from leadscore.data.schema import infer_schema, prepare_features
 from leadscore.evaluation.metrics import better
+from leadscore.modeling.composite import refit as refit_scorer
 from leadscore.modeling.rules import Rule
 from leadscore.modeling.segments import SegmentedModel
-from leadscore.training.build import build_model, refit_scorer
+from leadscore.training.build import build_model
 from leadscore.training.clusters import lead_clusters
 from leadscore.training.selection import SelectionSettings, _budgets, make_folds, select_model
 

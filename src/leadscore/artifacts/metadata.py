@@ -5,6 +5,7 @@ Light on purpose (no scikit-learn, no joblib): listing or verifying registry ver
 
 from __future__ import annotations
 
+import json
 import platform
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from leadscore.artifacts.paths import METADATA_FILE, MODEL_FILE
-from leadscore.core import jsonsafe
 from leadscore.core.exceptions import ModelIntegrityError, ModelNotFoundError
 from leadscore.core.hashing import file_sha256
 
@@ -45,7 +45,7 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ModelNotFoundError(f"no model at {model_dir}: {METADATA_FILE} not found")
     try:
-        meta = jsonsafe.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelIntegrityError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):

@@ -46,12 +46,12 @@ def _new_key(args: argparse.Namespace, method: Literal["sha256", "scrypt"]) -> N
     if not keys:
         print(entry, end="")  # only the entry: `>> keys.yaml` never writes the key itself
         return
-    path = Path(keys)
-    fresh = not path.exists() or path.stat().st_size == 0
+    from leadscore.core.files import private_file
+
+    path = private_file(keys)  # created 0600 before the first entry is written
+    fresh = path.stat().st_size == 0
     with path.open("a", encoding="utf-8") as handle:
         handle.write(("keys:\n" if fresh else "") + entry)
-    if fresh:
-        path.chmod(0o600)
     print(f"added {args.new_key} ({args.role}) to {path}", file=sys.stderr)
 
 

@@ -19,13 +19,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object], *, durable: bool = True,
-                 suffix: str = "") -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    With ``durable`` the file and its folder are fsynced, so the new content survives a power loss
-    once this returns. The temporary file is removed when ``write`` fails. ``suffix`` ends the
-    temporary name, for writers that infer the format from it (``.csv.gz``).
+    The file and its folder are fsynced, so the new content survives a power loss once this returns.
+    The temporary file is removed when ``write`` fails. ``suffix`` ends the temporary name, for writers
+    that infer the format from it (``.csv.gz``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,21 +33,32 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, durable: 
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        if durable:
-            with tmp.open("rb") as handle:
-                os.fsync(handle.fileno())
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
 
 
-def atomic_write_text(path: str | Path, text: str, *, durable: bool = True) -> Path:
+def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write`."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def private_file(path: str | Path) -> Path:
+    """``path``, created empty if absent, readable and writable by its owner only (0600).
+
+    An existing file of ours that others could read is narrowed to 0600; its content is kept.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+        path.chmod(0o600)
+    return path
 
 
 class FileLock:

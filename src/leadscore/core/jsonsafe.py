@@ -33,7 +33,3 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
     """Strict JSON text of ``value`` (sorted keys; unknown types as their ``str``)."""
     return json.dumps(json_safe(value), indent=indent, sort_keys=True, default=str, allow_nan=False)
 
-
-def loads(text: str) -> Any:
-    """Parse JSON text (``ValueError`` if it is not JSON)."""
-    return json.loads(text)

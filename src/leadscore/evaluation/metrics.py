@@ -45,10 +45,17 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(brier_score_loss(y, p, labels=[0, 1]))
 
 
+def top_decile(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Conversion rate of the 10% highest-scored leads, and that rate divided by the overall rate
+    (the lift; NaN without converters)."""
+    base = float(np.mean(y))
+    rate = float(np.mean(y[p >= np.quantile(p, 0.9)]))
+    return rate, rate / base if base > 0 else float("nan")
+
+
 def top_decile_lift(y: np.ndarray, p: np.ndarray) -> float:
     """Conversion rate of the 10% highest-scored leads divided by the overall rate."""
-    base = float(np.mean(y))
-    return float(np.mean(y[p >= np.quantile(p, 0.9)]) / base) if base > 0 else float("nan")
+    return top_decile(y, p)[1]
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,8 @@ def sort_key(name: str) -> Callable[[float], float]:
 def classification_metrics(y_true: Any, prob: Any, bins: int = 10) -> dict[str, float]:
     """ROC-AUC, PR-AUC (average precision), Brier score, log loss, ECE, top-decile rate and lift."""
     y, p = np.asarray(y_true, dtype=int), np.clip(np.asarray(prob, dtype=float), CLIP, 1 - CLIP)
-    top = p >= np.quantile(p, 0.9)
     base = float(y.mean())
+    top_rate, top_lift = top_decile(y, p)
     return {
         "n": int(len(y)),
         "positive_rate": round(base, 6),
@@ -108,6 +115,6 @@ def classification_metrics(y_true: Any, prob: Any, bins: int = 10) -> dict[str, 
         "brier": round(METRICS["brier"](y, p), 6),
         "log_loss": round(METRICS["log_loss"](y, p), 6),
         "ece": round(expected_calibration_error(y, p, bins), 6),
-        "top_decile_rate": round(float(y[top].mean()), 6),
-        "top_decile_lift": round(float(y[top].mean() / base), 4) if base > 0 else float("nan"),
+        "top_decile_rate": round(top_rate, 6),
+        "top_decile_lift": round(top_lift, 4),
     }

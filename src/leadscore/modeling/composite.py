@@ -14,7 +14,6 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from leadscore.modeling.kinds import is_kind
-from leadscore.modeling.segments import SegmentedModel
 
 THREAD_PARAMS = ("n_jobs", "thread_count")  # scikit-learn, LightGBM, XGBoost / CatBoost
 
@@ -30,11 +29,6 @@ class CompositeModel(Protocol):
     def submodels(self) -> list[Any]: ...
 
     def refit(self, X: Any, y: Any) -> CompositeModel: ...  # noqa: N803
-
-
-def is_segmented(model: Any) -> bool:
-    """True for a :class:`SegmentedModel`."""
-    return isinstance(model, SegmentedModel)
 
 
 def refit(model: Any, X: Any, y: Any) -> Any:  # noqa: N803

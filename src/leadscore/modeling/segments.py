@@ -33,9 +33,13 @@ class SegmentedModel:
     def __repr__(self) -> str:
         return f"SegmentedModel({self.column!r}, segments={sorted(map(str, self.segment_models))})"
 
+    def _segment(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """Each row's segment value (None for every row when ``X`` lacks the column)."""
+        return X[self.column].to_numpy() if self.column in X.columns else np.full(len(X), None)
+
     def route(self, X: pd.DataFrame) -> Iterator[tuple[Any, np.ndarray]]:  # noqa: N803
         """(model, row positions) pairs covering every row of ``X`` exactly once; empty groups skipped."""
-        segment = X[self.column].to_numpy() if self.column in X.columns else np.full(len(X), None)
+        segment = self._segment(X)
         owner = np.zeros(len(X), dtype=int)  # 0: the global model
         models = [self.global_model, *self.segment_models.values()]
         for i, value in enumerate(self.segment_models, start=1):
@@ -62,7 +66,7 @@ class SegmentedModel:
 
     def refit(self, X: pd.DataFrame, y: pd.Series) -> SegmentedModel:  # noqa: N803
         """The same routing refitted on more rows: the global model on all, each segment on its own."""
-        segment = X[self.column].to_numpy() if self.column in X.columns else np.full(len(X), None)
+        segment = self._segment(X)
         models = {value: model.refit(X[segment == value], y[segment == value])
                   for value, model in self.segment_models.items()}
         return SegmentedModel(self.column, self.global_model.refit(X, y), models)

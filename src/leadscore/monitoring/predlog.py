@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from leadscore.core.database import UtcDateTime, make_engine
 from leadscore.core.exceptions import StoreError
+from leadscore.core.files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _private_file(path: Path) -> None:
-    """Create the SQLite file readable by its owner only (it holds every scored lead's inputs); SQLite
-    gives its -wal and -shm files the same permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
-        path.chmod(0o600)
-
-
 def open_database(url: str, log_table: str, outcomes_table: str) -> tuple[sa.Engine, sa.Table, sa.Table]:
     """An engine for ``url`` with both tables created if absent (safe when workers race to create them).
 
@@ -108,7 +99,8 @@ def open_database(url: str, log_table: str, outcomes_table: str) -> tuple[sa.Eng
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         if engine.url.database not in (None, "", ":memory:"):
-            _private_file(Path(engine.url.database))
+            # every scored lead's inputs: owner only (SQLite gives -wal and -shm the same mode)
+            private_file(engine.url.database)
     metadata = sa.MetaData()
     predictions, outcomes = build_tables(metadata, log_table, outcomes_table)
     where = engine.url.render_as_string(hide_password=True)

@@ -28,7 +28,6 @@ from leadscore.evaluation.decision import (
     choose_threshold,
     tiers_from_config,
 )
-from leadscore.modeling.composite import refit
 from leadscore.modeling.rules import rules_from_config
 from leadscore.training.leakage import LeakageSettings, LeakFinding, check_leakage, find_leaks
 from leadscore.training.segments import SegmentReport, fit_segments
@@ -222,7 +221,3 @@ def model_metadata(trained: TrainedModel, y: pd.Series, schema: TableSchema, par
         "fit_seconds": round(trained.seconds, 2),
     }
 
-
-def refit_scorer(scorer: Any, X: pd.DataFrame, y: pd.Series) -> Any:
-    """The same scorer (members, weights, calibrators, segments) refitted on more rows."""
-    return refit(scorer, X, y)

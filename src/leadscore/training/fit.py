@@ -17,7 +17,8 @@ from leadscore.core.exceptions import DataValidationError, TargetError
 from leadscore.data.schema import infer_schema, prepare_features
 from leadscore.data.tables import coerce_target
 from leadscore.evaluation.metrics import classification_metrics
-from leadscore.training.build import model_metadata, refit_scorer, train_model
+from leadscore.modeling.composite import refit as refit_model
+from leadscore.training.build import model_metadata, train_model
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def fit_table(frame: pd.DataFrame, *, target: str, id_column: str | None = None,
     prob = champion.scorer.predict_proba(X.iloc[holdout.valid])[:, 1]
     validation = {name: r.metrics for name, r in champion.selection.candidates.items()}
     validation["champion"] = classification_metrics(y.iloc[holdout.valid], prob)
-    scorer = refit_scorer(champion.scorer, X, y) if refit else champion.scorer
+    scorer = refit_model(champion.scorer, X, y) if refit else champion.scorer
     metadata = {
         **model_metadata(trained, y, schema, params, target=target, id_column=id_column,
                          time_column=time_column, times=times),
