@@ -500,38 +500,26 @@ def test_prediction_log_retries_then_writes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine, table, _ = open_database(url, "prediction_log", "outcomes")
     failures: list[int] = []
-    predlog = PredictionLog(engine, table, batch_size=10, flush_interval=0.02, max_queue=25,
-                            on_failure=lambda: failures.append(1))
+    predlog = PredictionLog(engine, table, tmp_path / "journal", batch_size=10, flush_interval=0.02,
+                            max_queue=25, on_failure=lambda: failures.append(1))
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE prediction_log"))            # every insert fails for now
     predlog.start()
     row = {"request_id": "r", "lead_id": "1", "model_version": "v", "probability": 0.5, "score": 50,
            "tier": "LOW", "inputs": {"a": 1}, "outputs": {"b": 2}, "scored_at": pd.Timestamp.now("UTC")}
-    predlog.submit([row] * 20)
+    predlog.submit([dict(row) for _ in range(20)]).result(10)       # synced to the journal
     deadline = time.monotonic() + 10
     while not failures and time.monotonic() < deadline:
         time.sleep(0.01)
     assert failures and predlog.depth == 20                          # failed rows stay buffered
     with pytest.raises(PredictionLogFull, match="backlog is full"):
-        predlog.submit([row] * 6)
+        predlog.submit([dict(row) for _ in range(6)])
     table.create(engine)                                              # the database recovers
     predlog.close()
     assert len(log_rows(url)) == 20 and predlog.depth == 0
     with pytest.raises(PredictionLogFull, match="shutting down"):
-        predlog.submit([row])
-    engine.dispose()
-
-
-def test_prediction_log_spills_what_it_cannot_write(tmp_path: Path) -> None:
-    engine, table, _ = open_database(str(tmp_path / "log.db"), "prediction_log", "outcomes")
-    spill = tmp_path / "unwritten.jsonl"
-    predlog = PredictionLog(engine, table, flush_interval=0.01, spill_path=spill)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE prediction_log"))
-    predlog.start()
-    predlog.submit([{"request_id": f"r{i}", "lead_id": str(i)} for i in range(3)])
-    predlog.close()
-    assert [json.loads(line)["request_id"] for line in spill.read_text().splitlines()] == ["r0", "r1", "r2"]
+        predlog.submit([dict(row)])
+    assert not list((tmp_path / "journal").glob("segment-*"))   # all shipped: the journal is emptied
     engine.dispose()
 
 

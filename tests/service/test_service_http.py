@@ -447,3 +447,86 @@ def test_workers_exit_when_the_supervisor_is_killed(deployment: dict[str, Any], 
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(srv.proc.pid, signal.SIGKILL)
+
+
+# --- kill -9 under load: every acknowledged prediction is in the log after a restart -------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def crash_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A prediction-log URL and a unique table: a SQLite file, or the PostgreSQL test server."""
+    table = f"predlog_{uuid.uuid4().hex[:10]}"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'log.db'}", table
+        return
+    url = request.getfixturevalue("pg_url")
+    yield url, table
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+    engine.dispose()
+
+
+def _worker_pids(url: str) -> set[int]:
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    return {int(p) for p in re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"[^}]*\} 1\.0', metrics)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busiest(pids: set[int], seconds: float = 1.0) -> int:
+    """The process that used the most CPU over the next ``seconds``: the worker serving the clients."""
+    start = {pid: cpu_seconds(pid) for pid in pids}
+    time.sleep(seconds)
+    return max(pids, key=lambda pid: cpu_seconds(pid) - start[pid])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["worker", "server"])
+def test_kill_9_under_load_loses_no_acknowledged_prediction(
+        deployment: dict[str, Any], crash_log: tuple[str, str], tmp_path: Path, victim: str) -> None:
+    """kill -9 of one worker (uvicorn starts a new one) or of the whole server (then started again)
+    while 6 clients score: after a graceful stop every answered lead is in the log, exactly once."""
+    url, table = crash_log
+    port = free_port()
+    argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2", "--rate-limit", "0",
+            "--registry", str(deployment["registry"].root), "--keys", str(deployment["keys"]),
+            "--log-db", url, "--log-table", table, "--no-access-log"]
+    srv = launch(argv, tmp_path / "serve.log", 2, deployment["registry"].root, port=port)
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        srv.wait_ready()
+        threads = run_load(srv.url, stop, outcomes, lead_payloads(deployment["schema"]), connections=6)
+        deadline = time.monotonic() + 30
+        while sum(o.status == 200 for o in outcomes) < 300 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if victim == "worker":
+            before = _worker_pids(srv.url)
+            os.kill(busiest(before), signal.SIGKILL)
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _worker_pids(srv.url) - before and time.monotonic() < deadline:
+                time.sleep(0.2)                            # until uvicorn's new worker serves
+            assert _worker_pids(srv.url) - before, srv.text()[-3000:]
+            answered = sum(o.status == 200 for o in outcomes)
+            while sum(o.status == 200 for o in outcomes) < answered + 100 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:
+            os.killpg(srv.proc.pid, signal.SIGKILL)
+            srv.proc.wait(10)
+            time.sleep(0.5)
+            srv = launch(argv, tmp_path / "restart.log", 2, deployment["registry"].root, port=port)
+            srv.wait_ready()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        srv.stop()
+    rows = log_rows(url, table)
+    leads = check_logged(rows, outcomes)
+    assert leads > 300
+    assert "adopted" in srv.text() and "to replay" in srv.text()   # the journal was shipped on restart

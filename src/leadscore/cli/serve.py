@@ -74,7 +74,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         registry=Path(args.registry) if args.registry else Registry.default_root(),
         keys_file=Path(keys) if keys else None, batch_limit=args.batch_limit,
         max_body_bytes=args.max_body_bytes, rate_limit=args.rate_limit, rate_burst=args.rate_burst,
-        log_url=args.log_db, poll_interval=args.poll_interval)
+        log_url=args.log_db, log_table=args.log_table, poll_interval=args.poll_interval,
+        journal_dir=Path(args.journal) if args.journal else None)
     run(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
         access_log=not args.no_access_log)
 
@@ -95,6 +96,13 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--log-db", metavar="URL",
                    help="prediction log database: SQLAlchemy URL or SQLite path "
                         "(default: predictions.db next to the registry folder)")
+    p.add_argument("--log-table", default="prediction_log", metavar="NAME",
+                   help="prediction log table, optionally schema.table (default: %(default)s; outcomes go "
+                        "to the table outcomes)")
+    p.add_argument("--journal", metavar="DIR",
+                   help="local folder every prediction is synced to before it is answered, shipped to the "
+                        "log database in the background and replayed after a crash (default: "
+                        "prediction-journal/<database>/ next to the registry folder)")
     p.add_argument("--batch-limit", type=int, default=1000, metavar="N",
                    help="most leads per batch request (default: %(default)s)")
     p.add_argument("--rate-limit", type=float, default=50.0, metavar="R",

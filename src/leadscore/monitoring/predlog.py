@@ -1,21 +1,22 @@
 """The prediction log and the outcomes table: every scored lead, and what became of it.
 
-:class:`PredictionLog` takes rows from request handlers into an in-memory buffer and a background thread
-inserts them in batches (one transaction each), so a request never waits for the database. A failed
-insert is retried with backoff and its rows stay buffered. :meth:`PredictionLog.close` (the app's
-shutdown) writes everything still buffered; rows that still cannot be written after a few attempts go
-to a JSON-lines spill file rather than being lost silently.
+A prediction is durable before it is answered: :meth:`PredictionLog.submit` appends the rows to this
+process's local journal (:mod:`leadscore.monitoring.journal`, group-committed with ``fdatasync``) and the
+returned future completes once they are on disk. A background thread then ships them to the database in
+batches (one transaction each, retried with backoff). Each row carries a unique ``entry`` key and
+inserts skip keys already stored, so a journal replayed after a crash (``kill -9``, OOM, power loss) adds
+exactly the rows the database lacks.
 
 SQLite connections use WAL mode and a busy timeout, so several worker processes can append to one file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from leadscore.core.database import UtcDateTime, make_engine
 from leadscore.core.exceptions import StoreError
 from leadscore.core.files import private_file
+from leadscore.monitoring.journal import ENTRY, Journal, JournalClosed, Rows
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ MAX_BACKOFF = 5.0
 
 
 class PredictionLogFull(StoreError):
-    """The prediction-log buffer is full (the database is down or too slow): refuse instead of dropping."""
+    """The prediction-log backlog is full (the database is down or too slow) or the log is closing:
+    refuse the request instead of dropping its predictions."""
 
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -45,6 +48,10 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def _split(table: str) -> tuple[str | None, str]:
     schema, _, name = table.rpartition(".")
     return schema or None, name
+
+
+def _entry_index(table_name: str) -> str:
+    return f"ux_{table_name}_{ENTRY}"
 
 
 def build_tables(metadata: sa.MetaData, log_table: str, outcomes_table: str) -> tuple[sa.Table, sa.Table]:
@@ -62,6 +69,8 @@ def build_tables(metadata: sa.MetaData, log_table: str, outcomes_table: str) -> 
         sa.Column("inputs", _JSON, nullable=False),
         sa.Column("outputs", _JSON, nullable=False),
         sa.Column("scored_at", UtcDateTime, nullable=False),
+        sa.Column(ENTRY, sa.Text),
+        sa.Index(_entry_index(name), ENTRY, unique=True),
         schema=schema,
     )
     schema, name = _split(outcomes_table)
@@ -113,68 +122,129 @@ def open_database(url: str, log_table: str, outcomes_table: str) -> tuple[sa.Eng
                 engine.dispose()
                 raise StoreError(f"prediction log: cannot create tables in {where}: "
                                  f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
+    _add_entry_column(engine, predictions, where)
     return engine, predictions, outcomes
 
 
+def _add_entry_column(engine: sa.Engine, table: sa.Table, where: str) -> None:
+    """Give a prediction log made by an earlier release its ``entry`` column and unique index."""
+    columns = {c["name"] for c in sa.inspect(engine).get_columns(table.name, schema=table.schema)}
+    if ENTRY in columns:
+        return
+    preparer = engine.dialect.identifier_preparer
+    name = preparer.format_table(table)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {ENTRY} TEXT"))
+            index = preparer.quote(_entry_index(table.name))
+            conn.execute(sa.text(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {name} ({ENTRY})"))
+    except sa.exc.SQLAlchemyError as exc:
+        columns = {c["name"] for c in sa.inspect(engine).get_columns(table.name, schema=table.schema)}
+        if ENTRY not in columns:  # not just another worker adding it first
+            engine.dispose()
+            raise StoreError(f"prediction log: cannot add the {ENTRY} column to {table.name} in {where}: "
+                             f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
+
+
 class PredictionLog:
-    """Appends scored leads to a table from a background thread, in batches.
+    """Journals scored leads before they are answered and ships them to a table in the background.
 
     Parameters
     ----------
     engine, table : where rows go (:func:`open_database`).
+    journal_dir : the local journal folder for this database and table (one per destination).
     batch_size : most rows per insert.
     flush_interval : seconds a row may wait for more rows before a smaller batch is written.
-    max_queue : most rows buffered; :meth:`submit` raises :class:`PredictionLogFull` beyond it.
-    spill_path : JSON-lines file for rows that cannot be written at shutdown.
-    on_depth, on_written, on_failure : callbacks for metrics (rows buffered / rows written / failures).
+    max_queue : most rows waiting for the database; :meth:`submit` raises :class:`PredictionLogFull`
+        beyond it (they are safe in the journal, but memory is bounded).
+    on_depth, on_written, on_failure : callbacks for metrics (rows waiting / rows written / failures).
     """
 
-    def __init__(self, engine: sa.Engine, table: sa.Table, *, batch_size: int = 500,
-                 flush_interval: float = 0.2, max_queue: int = 200_000, spill_path: Path | None = None,
+    def __init__(self, engine: sa.Engine, table: sa.Table, journal_dir: Path, *, batch_size: int = 500,
+                 flush_interval: float = 0.2, max_queue: int = 200_000,
                  on_depth: Callable[[int], None] | None = None,
                  on_written: Callable[[int], None] | None = None,
                  on_failure: Callable[[], None] | None = None) -> None:
         self.engine, self.table = engine, table
         self.batch_size, self.flush_interval, self.max_queue = batch_size, flush_interval, max_queue
-        self.spill_path = spill_path
+        self.journal = Journal(journal_dir, self._durable)
         self._on_depth = on_depth or (lambda n: None)
         self._on_written = on_written or (lambda n: None)
         self._on_failure = on_failure or (lambda: None)
         self._buffer: deque[dict[str, Any]] = deque()
         self._inflight = 0
+        self._reserved = 0  # submitted, not yet synced to the journal
         self._cond = threading.Condition()
-        self._stopping = False
+        self._closing = False   # refuse new rows
+        self._stopping = False  # the journal is synced: the shipper may stop once its buffer is empty
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert(table).on_conflict_do_nothing(index_elements=[ENTRY])
         self.written = 0
+        self.replayed = 0
 
     def start(self) -> None:
+        """Open the journal (adopting what crashed processes left, queued first) and start shipping.
+
+        Raises
+        ------
+        StoreError
+            If the journal folder cannot be created or read.
+        """
+        recovered = self.journal.open()
+        self.replayed = len(recovered)
+        if recovered:
+            self._durable(recovered)
         self._thread.start()
 
     @property
     def depth(self) -> int:
-        """Rows accepted but not written yet."""
-        return len(self._buffer) + self._inflight
+        """Rows accepted but not in the database yet."""
+        return len(self._buffer) + self._inflight + self._reserved
 
-    def submit(self, rows: list[dict[str, Any]]) -> None:
-        """Buffer rows for writing; returns at once.
+    def submit(self, rows: Rows) -> Future[None]:
+        """Journal rows; the future completes once they are on disk (then they are acknowledged).
 
         Raises
         ------
         PredictionLogFull
-            If the buffer is full or the log is closed: the caller must not acknowledge the request.
+            If the backlog is full or the log is closed: the caller must not acknowledge the request.
         """
         with self._cond:
-            if self._stopping:
+            if self._closing:
                 raise PredictionLogFull("prediction log is shutting down")
             if self.depth + len(rows) > self.max_queue:
                 raise PredictionLogFull(f"prediction log backlog is full ({self.depth} rows waiting)")
+            self._reserved += len(rows)
+        try:
+            future = self.journal.append(rows)
+        except JournalClosed as exc:
+            self._release(len(rows))
+            raise PredictionLogFull(str(exc)) from exc
+        n = len(rows)
+
+        def release_if_failed(done: Future[None]) -> None:
+            if done.exception() is not None:
+                self._release(n)
+
+        future.add_done_callback(release_if_failed)
+        return future
+
+    def _release(self, n: int) -> None:
+        with self._cond:
+            self._reserved = max(0, self._reserved - n)
+
+    def _durable(self, rows: Rows) -> None:
+        """Rows are on disk (journal thread, or recovered at start): queue them for the database."""
+        with self._cond:
             self._buffer.extend(rows)
+            self._reserved = max(0, self._reserved - len(rows))
             depth = self.depth
             if len(self._buffer) >= self.batch_size:
                 self._cond.notify()
         self._on_depth(depth)
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> Rows:
         with self._cond:
             if not self._stopping and len(self._buffer) < self.batch_size:
                 self._cond.wait(self.flush_interval)
@@ -182,13 +252,13 @@ class PredictionLog:
             self._inflight = len(batch)
             return batch
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: Rows) -> None:
         with self.engine.begin() as conn:
-            conn.execute(sa.insert(self.table), batch)
+            conn.execute(self._insert, batch)
 
     def _run(self) -> None:
         failures = 0
-        batch: list[dict[str, Any]] = []
+        batch: Rows = []
         while True:
             if not batch:
                 batch = self._take()
@@ -206,14 +276,13 @@ class PredictionLog:
                             str(getattr(exc, "orig", exc)).strip().splitlines()[0])
                 with self._cond:
                     if self._stopping and failures >= CLOSE_ATTEMPTS:
-                        self._spill(batch + list(self._buffer))
-                        self._buffer.clear()
                         self._inflight = 0
-                        return
+                        return  # the rows stay in the journal and are shipped at the next start
                     self._cond.wait(min(MAX_BACKOFF, 0.1 * 2 ** failures))
                 continue
             failures = 0
             self.written += len(batch)
+            self.journal.shipped(batch)
             with self._cond:
                 self._inflight = 0
                 depth = self.depth
@@ -221,18 +290,15 @@ class PredictionLog:
             self._on_depth(depth)
             batch = []
 
-    def _spill(self, rows: list[dict[str, Any]]) -> None:
-        if self.spill_path is None:
-            log.error("prediction log: %d row(s) could not be written and are lost", len(rows))
-            return
-        with self.spill_path.open("a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, default=str) + "\n")
-        log.error("prediction log: %d row(s) could not be written; appended them to %s", len(rows),
-                  self.spill_path)
-
     def close(self, timeout: float = 60.0) -> None:
-        """Write everything buffered, then stop the thread (waits up to ``timeout`` seconds)."""
+        """Refuse new rows, sync what is queued, ship everything to the database, close the journal.
+
+        Rows the database does not take within ``timeout`` seconds (or after a few attempts) stay in the
+        journal and are shipped by the next process that starts on it.
+        """
+        with self._cond:
+            self._closing = True
+        self.journal.stop_appends(timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -240,6 +306,8 @@ class PredictionLog:
             self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("prediction log: %d row(s) still unwritten after %.0f s", self.depth, timeout)
+        else:
+            self.journal.close()
         self._on_depth(self.depth)
 
 

@@ -3,6 +3,7 @@ worker processes, through one environment variable holding it as JSON."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from leadscore.core.exceptions import ConfigError
 
 ENV_SETTINGS = "LEADSCORE_SERVICE_SETTINGS"
 DEFAULT_LOG_FILE = PREDICTION_LOG_FILE
+JOURNAL_FOLDER = "prediction-journal"
 MAX_REASONS = 20
 
 
@@ -52,6 +54,9 @@ class ServiceSettings:
     log_batch_size, log_flush_interval, log_max_queue : prediction-log writer: rows per insert, seconds
         between flushes, most rows waiting (beyond it scoring answers 503 rather than lose a row).
     default_reasons : reasons per side when a request does not say.
+    journal_dir : the local journal every prediction is synced to before it is answered; default
+        ``prediction-journal/<destination>/`` next to the registry folder, one folder per log database
+        and table (a server adopts only the journals of its own destination).
     """
 
     registry: Path = Path("registry")
@@ -69,10 +74,11 @@ class ServiceSettings:
     log_flush_interval: float = 0.2
     log_max_queue: int = 200_000
     default_reasons: int = 3
+    journal_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registry", Path(self.registry))
-        for name in ("keys_file", "state_dir"):
+        for name in ("keys_file", "state_dir", "journal_dir"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -104,6 +110,14 @@ class ServiceSettings:
         if self.log_url:
             return self.log_url
         return f"sqlite:///{self.registry.resolve().parent / DEFAULT_LOG_FILE}"
+
+    @property
+    def prediction_journal(self) -> Path:
+        """``journal_dir``, or a folder named after the log database and table next to the registry."""
+        if self.journal_dir is not None:
+            return self.journal_dir
+        destination = hashlib.sha256(f"{self.prediction_log_url}\n{self.log_table}".encode()).hexdigest()
+        return self.registry.resolve().parent / JOURNAL_FOLDER / destination[:16]
 
     def to_json(self) -> str:
         """The settings as JSON text (paths as strings)."""

@@ -3,6 +3,7 @@ scoring function the endpoints call."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from leadscore.service.middleware import Draining
 from leadscore.service.ratelimit import TokenBuckets
 from leadscore.service.settings import ServiceSettings
 
-SPILL_FILE = "prediction-log-unwritten.jsonl"
 RATE_FILE = "ratelimit.bin"
 
 
@@ -80,8 +80,8 @@ class Service:
         self._engine, log_table, outcome_table = open_database(s.prediction_log_url, s.log_table,
                                                                s.outcomes_table)
         self._predlog = PredictionLog(
-            self._engine, log_table, batch_size=s.log_batch_size, flush_interval=s.log_flush_interval,
-            max_queue=s.log_max_queue, spill_path=s.registry.resolve().parent / SPILL_FILE,
+            self._engine, log_table, s.prediction_journal, batch_size=s.log_batch_size,
+            flush_interval=s.log_flush_interval, max_queue=s.log_max_queue,
             on_depth=metrics.queue_depth.set, on_written=metrics.log_rows.inc,
             on_failure=metrics.log_failures.inc)
         self._predlog.start()
@@ -106,19 +106,27 @@ class Service:
 
     async def score(self, served: ServedModel, leads: list[BaseModel], reasons: int, request_id: str, *,
                     batch: bool) -> list[dict[str, Any]]:
-        """Score validated leads: one lead inline, a batch in a worker thread (one batch at a time)."""
-        if not batch:
-            return self.score_now(served, leads, reasons, request_id)
-        return await anyio.to_thread.run_sync(self.score_now, served, leads, reasons, request_id,
-                                              limiter=self._batch_limiter)
+        """Score validated leads (one lead inline, a batch in a worker thread, one batch at a time) and
+        return once the predictions are synced to the journal: nothing answered goes unlogged.
+
+        Raises
+        ------
+        StoreError
+            If the prediction log refuses the rows (backlog full, shutting down, journal not writable).
+        """
+        if batch:
+            results, rows = await anyio.to_thread.run_sync(self.score_now, served, leads, reasons, request_id,
+                                                           limiter=self._batch_limiter)
+        else:
+            results, rows = self.score_now(served, leads, reasons, request_id)
+        await asyncio.wrap_future(self.predlog.submit(rows))
+        self.metrics.observe_scores(served.version, [r["tier"] for r in results],
+                                    [r["score"] for r in results])
+        return results
 
     def score_now(self, served: ServedModel, leads: list[BaseModel], reasons: int,
-                  request_id: str) -> list[dict[str, Any]]:
-        """The scorer's output for each lead, as JSON-ready dicts.
-
-        Every result is handed to the prediction log before it is returned, so nothing acknowledged goes
-        unlogged.
-        """
+                  request_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The scorer's output for each lead as JSON-ready dicts, and the prediction-log rows."""
         models = served.models
         id_column = served.scorer.schema.id_column
         rows = [models.row(lead) for lead in leads]
@@ -134,14 +142,11 @@ class Service:
             sent_id = None if id_column else models.lead_id(lead)
             result["lead_id"] = _native(result["lead_id"]) if sent_id is None else sent_id
         stamp = datetime.fromisoformat(results[0]["scored_at"])
-        self.predlog.submit([
-            {"request_id": request_id, "lead_id": None if r["lead_id"] is None else str(r["lead_id"]),
-             "model_version": r["model_version"], "probability": r["probability"], "score": r["score"],
-             "tier": r["tier"], "inputs": models.inputs(lead), "outputs": r, "scored_at": stamp}
-            for r, lead in zip(results, leads, strict=True)])
-        self.metrics.observe_scores(served.version, [r["tier"] for r in results],
-                                    [r["score"] for r in results])
-        return results
+        rows = [{"request_id": request_id, "lead_id": None if r["lead_id"] is None else str(r["lead_id"]),
+                 "model_version": r["model_version"], "probability": r["probability"], "score": r["score"],
+                 "tier": r["tier"], "inputs": models.inputs(lead), "outputs": r, "scored_at": stamp}
+                for r, lead in zip(results, leads, strict=True)]
+        return results, rows
 
 
 def _records(scored: pd.DataFrame) -> list[dict[str, Any]]:
