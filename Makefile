@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast install data lab lint lock clean
+.PHONY: run test test-fast install system data lab lint lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,16 +19,20 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
+# Debian packages the tests need (chromium for the browser tests); installs only what is missing.
+system:
+	bash scripts/setup-system.sh
+
 data: install
 	leadscore demo --out data --if-missing --verify data.dvc
 
 run: data
 	dvc repro
 
-test: install
+test: install system
 	pytest -n 2 --durations=10
 
-test-fast: install
+test-fast: install system
 	pytest -n 2 -m "not slow"
 
 lab: install

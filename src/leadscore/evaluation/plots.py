@@ -70,6 +70,35 @@ def gains_table(prob: np.ndarray, y: np.ndarray, groups: int = 10) -> pd.DataFra
     return table.round(4)
 
 
+def decile_conversion(prob: np.ndarray, y: np.ndarray, groups: int = 10) -> Figure:
+    """Conversion rate per score decile (1 = highest scores) against the average rate."""
+    table = gains_table(prob, y, groups)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bars = ax.bar(table.index.astype(str), 100 * table["conversion_rate"], color="steelblue")
+    average = 100 * float(np.mean(y))
+    ax.axhline(average, color="darkorange", linestyle="--", label=f"average {average:.1f}%")
+    ax.bar_label(bars, labels=[f"{100 * v:.0f}%" for v in table["conversion_rate"]], fontsize=8)
+    ax.set(title="Conversion rate by score decile", xlabel="score decile (1 = highest scores)",
+           ylabel="converted (%)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def segment_performance(table: pd.DataFrame, title: str) -> Figure:
+    """Predicted vs observed conversion per segment (rows of :func:`evaluation.breakdown.by_segment`)."""
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.45 * len(table))))
+    positions = np.arange(len(table))
+    ax.barh(positions + 0.2, 100 * table["conversion_rate"], height=0.4, label="observed")
+    ax.barh(positions - 0.2, 100 * table["mean_probability"], height=0.4, label="predicted")
+    ax.set_yticks(positions, [str(v) for v in table.index])
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel="conversion (%)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def bar(series: pd.Series, title: str, xlabel: str = "") -> Figure:
     """A horizontal bar chart of a Series, first item on top."""
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(series))))

@@ -1,0 +1,1 @@
+"""What people read: report notebooks' presentation helpers and scheduled report runs."""
