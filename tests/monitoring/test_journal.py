@@ -212,3 +212,18 @@ def test_a_log_table_from_an_earlier_release_gets_the_entry_column(tmp_path: Pat
     log.close()
     engine.dispose()
     assert sorted(_log_request_ids(url)) == ["old", "r1"]
+
+
+def test_full_segments_rotate_and_are_deleted_once_shipped(tmp_path: Path) -> None:
+    durable: list[dict[str, Any]] = []
+    journal = Journal(tmp_path / "j", durable.extend, segment_bytes=600)
+    journal.open()
+    for i in range(12):
+        journal.append([_row(i)]).result(5)
+    assert len(_segments(tmp_path / "j")) >= 3               # ~300 bytes a row: a new segment every 2
+    journal.shipped(durable[:-1])
+    assert len(_segments(tmp_path / "j")) == 1               # only the segment being written is left
+    assert journal.unshipped == 1
+    journal.shipped(durable[-1:])
+    journal.close()
+    assert _segments(tmp_path / "j") == []

@@ -11,7 +11,8 @@ from pathlib import Path
 from leadscore.core.exceptions import ConfigError
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Sync a folder's entries (a file created or renamed in it survives a power loss)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -36,7 +37,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, suffix: s
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

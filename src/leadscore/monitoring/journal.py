@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from leadscore.core.exceptions import StoreError
+from leadscore.core.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def _decode(line: bytes) -> dict[str, Any]:
         if isinstance(row.get(name), str):
             row[name] = datetime.fromisoformat(row[name])
     return row
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _try_lock(path: Path) -> int | None:
@@ -185,7 +178,7 @@ class Journal:
         fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it has a name another process would look at
         path = self.folder / f"{name}.jsonl"
         os.rename(temp, path)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         segment = _Segment(path, fd)
         with self._lock:
             self._segments[name] = segment
@@ -283,8 +276,9 @@ class Journal:
             self._retire(segment)
 
     def _retire(self, segment: _Segment) -> None:
-        with self._lock:
-            self._segments.pop(segment.path.stem, None)
+        with self._lock:  # the writer (rotation) and the shipper may both find a segment done: once only
+            if self._segments.pop(segment.path.stem, None) is None:
+                return
         try:
             segment.path.unlink(missing_ok=True)
         finally:
