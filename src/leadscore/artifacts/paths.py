@@ -12,6 +12,8 @@ from pathlib import Path
 # a model bundle folder
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
+CARD_MARKDOWN = "model_card.md"  # written at registration
+CARD_HTML = "model_card.html"
 
 # a registry root
 REGISTRY_ENV = "LEADSCORE_REGISTRY"

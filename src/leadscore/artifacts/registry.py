@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leadscore.artifacts import signing
+from leadscore.artifacts.card_render import write_card
 from leadscore.artifacts.metadata import read_metadata, verify_artifact
 from leadscore.artifacts.paths import (
     DEFAULT_REGISTRY,
@@ -214,7 +215,8 @@ class Registry:
 
         The version is ``now`` in UTC as ``YYYYMMDDHHMMSS`` (a naive ``now`` is taken as UTC), one second
         later while taken. ``model.joblib`` is copied byte for byte; metadata gains ``version`` and
-        ``registered_at``. Older versions are then pruned, and the new one activated if asked.
+        ``registered_at``; its model card is written next to it (``model_card.md`` and ``.html``).
+        Older versions are then pruned, and the new one activated if asked.
 
         Raises
         ------
@@ -245,6 +247,7 @@ class Registry:
                 meta = {**meta, "version": version, "registered_at": now.isoformat(timespec="seconds")}
                 meta[signing.SIGNATURE] = signing.sign(meta)  # signed with this registry's key
                 (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+                write_card(staging, meta, version)
                 verify_artifact(staging, meta)
                 self._versions_dir.mkdir(exist_ok=True)
                 os.rename(staging, self._versions_dir / version)

@@ -11,6 +11,7 @@ from leadscore import __version__
 from leadscore.cli.fit import add_fit_command
 from leadscore.cli.models import add_models_command
 from leadscore.cli.pipeline import add_demo_command, add_stage_commands
+from leadscore.cli.report import add_report_command
 from leadscore.cli.score import add_score_command
 from leadscore.cli.serve import add_serve_command
 from leadscore.core.exceptions import LeadscoreError
@@ -19,7 +20,7 @@ log = logging.getLogger("leadscore")
 
 EPILOG = "Run `leadscore COMMAND --help` for the options of one command."
 COMMANDS = (add_demo_command, add_stage_commands, add_fit_command, add_score_command, add_models_command,
-            add_serve_command)
+            add_serve_command, add_report_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,44 @@ def _cmd_show(args: argparse.Namespace) -> None:
     print(json.dumps(_registry(args).show(args.version), indent=2, sort_keys=True))
 
 
+def _card_source(args: argparse.Namespace) -> tuple[dict, str | None]:
+    """Metadata and version name of VERSION: a registered version, ``active``, or a bundle folder."""
+    from leadscore.artifacts.metadata import read_metadata
+    from leadscore.core.exceptions import ModelNotFoundError
+
+    target = str(args.version)
+    if Path(target).is_dir():
+        meta = read_metadata(target)
+        return meta, meta.get("version")
+    registry = _registry(args)
+    if target == "active":
+        active = registry.active_version()
+        if active is None:
+            raise ModelNotFoundError(f"{registry.root}/ has no active model: give a VERSION from "
+                                     "`leadscore models list`")
+        target = active
+    return registry.show(target), target
+
+
+def _cmd_card(args: argparse.Namespace) -> None:
+    from leadscore.artifacts.card import build_card
+    from leadscore.artifacts.card_render import to_html, to_markdown, write_card
+
+    meta, version = _card_source(args)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            from leadscore.core.exceptions import ConfigError
+
+            raise ConfigError(f"--out {out} is a file: give a folder for model_card.md and model_card.html")
+        out.mkdir(parents=True, exist_ok=True)
+        for path in write_card(out, meta, version):
+            print(path)
+        return
+    card = build_card(meta, version)
+    print(to_html(card) if args.format == "html" else to_markdown(card), end="")
+
+
 def _cmd_activate(args: argparse.Namespace) -> None:
     from leadscore.core.exceptions import ModelIntegrityError
 
@@ -97,7 +135,7 @@ def _add(commands: argparse._SubParsersAction, name: str, handler: Handler, summ
 
 
 def add_models_command(commands: argparse._SubParsersAction) -> None:
-    """Add ``leadscore models {list,show,activate,rollback,register,sign}`` to ``commands``."""
+    """Add ``leadscore models {list,show,card,activate,rollback,register,sign}`` to ``commands``."""
     models = commands.add_parser(
         "models", help="list, register, activate and roll back model versions",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,6 +149,21 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
     p = _add(sub, "show", _cmd_show, "the metadata of one version as JSON",
              "Print the metadata.json of VERSION (metrics, features, threshold, sha256, ...).")
     p.add_argument("version", metavar="VERSION", help="a version name from `leadscore models list`")
+    p = _add(sub, "card", _cmd_card, "the model card of a version (Markdown or HTML)",
+             "The model card of VERSION: intended use, training data and label, features and the\n"
+             "leakage guard's results, held-out metrics with bootstrap intervals, calibration,\n"
+             "threshold and tiers, quality per segment, known limitations. Built from the\n"
+             "version's metadata alone; registration writes it next to the model as\n"
+             "model_card.md and model_card.html.\n\n"
+             "examples:\n"
+             "  leadscore models card active                     # Markdown on stdout\n"
+             "  leadscore models card 20261129120000 --out cards # cards/model_card.{md,html}\n"
+             "  leadscore models card models/mine --format html > card.html   # a bundle folder")
+    p.add_argument("version", metavar="VERSION",
+                   help="a version from `leadscore models list`, `active`, or a model folder")
+    p.add_argument("--out", metavar="DIR", help="write model_card.md and model_card.html into DIR")
+    p.add_argument("--format", choices=("markdown", "html"), default="markdown",
+                   help="what to print when --out is not given (default: %(default)s)")
     p = _add(sub, "activate", _cmd_activate, "make a version the active model",
              "Verify VERSION's sha256, then switch the active pointer to it atomically.\n"
              "The previously active version is remembered for `rollback`.")

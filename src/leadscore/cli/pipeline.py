@@ -106,7 +106,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from leadscore.artifacts.registry import Registry
     from leadscore.stages.export import export_model
 
-    out = export_model(args.model, args.metrics, args.data, args.out)
+    out = export_model(args.model, args.metrics, args.data, args.out, args.predictions)
     registry = Registry(args.registry or Registry.default_root())
     version = registry.register(out, activate=True)
     print(f"exported {args.model} -> {out}; registered as version {version} in {registry.root} (active)")
@@ -148,10 +148,14 @@ def add_stage_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default="reports/metrics.json")
     add_params_option(p)
     p = add_command(commands, "export", _cmd_export, "package the champion with metrics and data hash",
-             "Write the champion bundle with its test metrics and the raw-data fingerprint, then\n"
-             "register it in the model registry as a new version and activate it.")
+             "Write the champion bundle with its test metrics, its test-period summary and the\n"
+             "raw-data fingerprint, then register it in the model registry as a new version (with\n"
+             "its model card) and activate it.")
     p.add_argument("--model", default="artifacts/models/champion")
     p.add_argument("--metrics", default="reports/metrics.json")
+    p.add_argument("--predictions", metavar="FILE",
+                   help="the evaluate stage's test predictions: adds the test-period summary (metrics "
+                        "with bootstrap intervals, calibration, tiers, segments) that the model card shows")
     p.add_argument("--data", default="data/raw")
     p.add_argument("--out", default="artifacts/export")
     p.add_argument("--registry", metavar="PATH",

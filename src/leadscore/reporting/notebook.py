@@ -45,16 +45,26 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def show(fig: Figure, path: str | Path | None = None, dpi: int = 110) -> None:
-    """Display ``fig`` inside the notebook output (embedded PNG), save it to ``path`` too, close it."""
+def figure_alt(fig: Figure) -> str:
+    """Alternative text for a figure: its overall title, else its panels' titles."""
+    suptitle = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
+    titles = [suptitle] if suptitle else []
+    titles = [t for t in titles if t] or [ax.get_title() for ax in fig.axes if ax.get_title()]
+    return "; ".join(titles) or "chart"
+
+
+def show(fig: Figure, path: str | Path | None = None, dpi: int = 110, alt: str | None = None) -> None:
+    """Display ``fig`` inside the notebook output (embedded PNG with alternative text: ``alt``, else the
+    figure's titles), save it to ``path`` too, close it."""
     import matplotlib.pyplot as plt
     from IPython.display import Image, display
 
     png = figure_png(fig, dpi)
     if path is not None:
         Path(path).write_bytes(png)
+    text = alt or figure_alt(fig)
     plt.close(fig)
-    display(Image(data=png, format="png"))
+    display(Image(data=png, format="png", alt=text))
 
 
 def header(name: object) -> str:

@@ -214,6 +214,7 @@ def model_metadata(trained: TrainedModel, y: pd.Series, schema: TableSchema, par
         "features": schema.describe_columns(),
         "dropped_columns": schema.dropped,
         "excluded_columns": list(params.features.exclude),
+        "leakage_allowed": list(params.leakage.allow),
         "rows": int(len(y)), "positive_rate": round(float(pd.Series(y).mean()), 6),
         "training_window": window,
         "seed": params.seed,

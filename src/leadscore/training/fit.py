@@ -14,8 +14,9 @@ from sklearn.model_selection import train_test_split
 from leadscore.artifacts.bundle import ModelBundle
 from leadscore.core.config import Params
 from leadscore.core.exceptions import DataValidationError, TargetError
-from leadscore.data.schema import infer_schema, prepare_features
+from leadscore.data.schema import TableSchema, infer_schema, prepare_features
 from leadscore.data.tables import coerce_target
+from leadscore.evaluation.holdout import holdout_summary
 from leadscore.evaluation.metrics import classification_metrics
 from leadscore.modeling.composite import refit as refit_model
 from leadscore.training.build import model_metadata, train_model
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 MIN_PER_CLASS = 10  # fewer labelled rows of either class cannot give a trustworthy model
 MIN_PER_CLASS_VALIDATION = 5
+MAX_SEGMENT_VALUES = 12  # categorical columns with at most this many values get per-segment metrics
+MAX_SEGMENT_COLUMNS = 2
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,16 @@ def _check_classes(y: pd.Series, where: str, minimum: int = MIN_PER_CLASS) -> No
             f"{where}: need at least {minimum} rows of each class, "
             f"found {int(counts.get(1, 0))} positive and {int(counts.get(0, 0))} negative"
         )
+
+
+def segment_columns(frame: pd.DataFrame, schema: TableSchema, column: str | None) -> list[str]:
+    """Columns to break validation quality down by: ``column`` (the segment-model column) when the
+    table has it, else the first few categorical features with few values."""
+    if column and column in frame.columns:
+        return [column]
+    few = [c for c in schema.categorical_features
+           if c in frame.columns and 2 <= frame[c].nunique() <= MAX_SEGMENT_VALUES]
+    return few[:MAX_SEGMENT_COLUMNS]
 
 
 @dataclass
@@ -171,11 +184,19 @@ def fit_table(frame: pd.DataFrame, *, target: str, id_column: str | None = None,
     prob = champion.scorer.predict_proba(X.iloc[holdout.valid])[:, 1]
     validation = {name: r.metrics for name, r in champion.selection.candidates.items()}
     validation["champion"] = classification_metrics(y.iloc[holdout.valid], prob)
+    valid_rows = frame.iloc[holdout.valid]
+    summary = holdout_summary(
+        y.iloc[holdout.valid], prob, threshold=champion.threshold.threshold, tiers=champion.tiers,
+        where=f"validation part ({holdout.method}), scored before "
+              + ("the final refit on all rows" if refit else "any refit (none was made)"),
+        segments={c: valid_rows[c] for c in segment_columns(frame, schema, params.segments.column)},
+        seed=params.seed)
     scorer = refit_model(champion.scorer, X, y) if refit else champion.scorer
     metadata = {
         **model_metadata(trained, y, schema, params, target=target, id_column=id_column,
                          time_column=time_column, times=times),
         "validation": {"method": holdout.method, "holdout_metrics": validation["champion"]},
+        "holdout": summary,
         "refit_on_all_rows": refit,
     }
     return FitResult(ModelBundle(scorer, schema, metadata), validation, champion.selection.champion,

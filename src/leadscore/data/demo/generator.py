@@ -26,6 +26,7 @@ from leadscore.data.demo.activities import draw_activities
 
 DEMO_DEFAULTS: dict = asdict(DemoParams())  # the one home of the demo defaults is core.config.DemoParams
 MAX_LEADS = 9_999_999  # lead ids have 7 digits
+TRUTH_DECIMALS = 8
 
 PLACEHOLDERS = ("Select", "", "N/A", "unknown", "-", " ")
 CASE_VARIANTS = (str.lower, str.upper, lambda s: s + " ", lambda s: " " + s,
@@ -196,7 +197,8 @@ def generate_crm(n_leads: int = DemoParams.n_leads, seed: int = DemoParams.seed,
         "converted_at": np.where(observed, leads.converted_ms, np.iinfo(np.int64).min)
         .astype("datetime64[ms]"),
     })
-    truth = pd.DataFrame({"lead_id": _obj(lead_ids), "p_convert": leads.p_convert})
+    # Rounded: the last bits of exp() differ between CPUs (SIMD paths), and the bytes must not.
+    truth = pd.DataFrame({"lead_id": _obj(lead_ids), "p_convert": np.round(leads.p_convert, TRUTH_DECIMALS)})
     return CRMData(
         leads=_leads_frame(rng_profile, leads, lead_ids, observed, end_ms),
         activities=draw_activities(rng_events, leads, lead_ids, start_ms, end_ms),
@@ -268,7 +270,7 @@ def render_readme(data: CRMData) -> str:
         f"| raw/outcomes.parquet | {n_leads:,} | converted (0/1) and converted_at as seen at "
         "data_end |",
         f"| truth/true_probability.parquet | {n_leads:,} | p_convert, the latent probability of "
-        "ever converting: for checking calibration, never a feature |",
+        f"ever converting ({TRUTH_DECIMALS} decimals): for checking calibration, never a feature |",
         "",
         "`sales_status` is filled in by sales after the outcome is known: it leaks the label and",
         f"must not be a feature. The source `{lat.NEW_SOURCE}` exists only in the last "
