@@ -105,8 +105,8 @@ def test_limitations_name_miscalibrated_and_weak_segments_only_when_large_enough
     rows = [
         {"segment": "social_ads", "leads": 432, "conversion_rate": 0.025, "mean_probability": 0.122,
          "roc_auc": 0.79, "top_decile_rate": 0.07},
-        {"segment": "web", "leads": 1800, "conversion_rate": 0.124, "mean_probability": 0.141, "roc_auc": 0.70,
-         "top_decile_rate": 0.4},
+        {"segment": "web", "leads": 1800, "conversion_rate": 0.124, "mean_probability": 0.141,
+         "roc_auc": 0.70, "top_decile_rate": 0.4},
         {"segment": "tiny", "leads": 40, "conversion_rate": 0.0, "mean_probability": 0.2, "roc_auc": 0.5,
          "top_decile_rate": 0.0},
     ]

@@ -80,7 +80,8 @@ def test_measure_models_matches_the_metric_functions_and_improvement():
     y, prob, _ = sample()
     rng = np.random.default_rng(1)
     weak = np.clip(prob + rng.normal(0, 0.1, len(prob)), 0, 1)
-    doc = measure_models(y, {"champion": prob, "rules": weak}, threshold=0.3, threshold_info={"objective": "f1"})
+    doc = measure_models(y, {"champion": prob, "rules": weak}, threshold=0.3,
+                         threshold_info={"objective": "f1"})
     assert doc["test"] == doc["models"]["champion"]
     expected = classification_metrics(y, prob)
     assert doc["test"]["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,10 +17,14 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def run(cmd: list[str], cwd: Path) -> str:
+def execute(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    proc = execute(cmd, cwd)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -158,6 +163,8 @@ def test_reports_show_every_chart_in_a_real_browser(project, tmp_path):
             assert len(images) == expected, (name, len(images))
             assert all(src == "data:image/png;base64," for src, *_ in images), name
             assert all(done and width > 200 and height > 100 for _, done, width, height in images), images
+            alts = page.eval_on_selector_all("img", "els => els.map(e => e.alt)")
+            assert all(alt and "No description" not in alt for alt in alts), (name, alts)
             assert [url for url in fetched if not url.startswith(("file:", "data:"))] == [], name
             text = page.inner_text("body")
             for bad in ("Traceback", "Warning", "Error", "{'", "IProgress", "nan%"):
@@ -166,3 +173,86 @@ def test_reports_show_every_chart_in_a_real_browser(project, tmp_path):
             page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
             page.close()
     assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in REPORT_FIGURES)
+
+
+CARD_SECTIONS = ["Model details", "Intended use", "Training data and label", "Features and leakage guard",
+                 "Evaluation", "Calibration", "Threshold and tiers", "Quality per segment",
+                 "Known limitations"]
+
+
+def test_model_card_of_the_demo_champion_in_a_real_browser(project, tmp_path):
+    """The card written when `export` registered the champion: every section, the test period's figures
+    with intervals, the reliability chart drawn, nothing fetched; `models card` prints the same card."""
+    from browser_support import browser_context
+
+    from leadscore.artifacts.registry import Registry
+
+    registry = Registry(project / "registry")
+    version = registry.active_version()
+    folder = registry.path(version)
+    meta = registry.show(version)
+    assert run(["leadscore", "models", "card", "active"], project) == (folder / "model_card.md").read_text()
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url))
+        page.goto((folder / "model_card.html").as_uri(), wait_until="load")
+        assert page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)") == CARD_SECTIONS
+        chart = page.locator("figure.chart svg").bounding_box()
+        assert chart and chart["width"] > 200 and chart["height"] > 200
+        assert page.locator("figure.chart circle").count() == len(meta["holdout"]["calibration"]) == 10
+        text = page.inner_text("body")
+        low, high = meta["holdout"]["ci"]["roc_auc"]
+        assert f"{low:.3f} to {high:.3f}" in text and "test period" in text
+        assert "sales_status" in text and "By vertical:" in text and "By source:" in text
+        for bad in ("Traceback", "None", "nan", "{'"):
+            assert bad not in text, bad
+        assert [url for url in fetched if not url.startswith(("file:", "data:"))] == []
+        page.screenshot(path=str(tmp_path / "model_card.png"), full_page=True)
+    assert (tmp_path / "model_card.png").stat().st_size > 10_000
+
+
+def test_scheduled_report_lands_in_a_dated_folder_linked_from_the_index(project, tmp_path):
+    """`leadscore report evaluation --since DATE`: the active model on the labelled leads since DATE, in
+    OUT/YYYY-MM-DD/evaluation.html, reachable from OUT/index.html; bad requests fail in one line."""
+    import pandas as pd
+    from browser_support import browser_context
+
+    test = pd.read_parquet(project / "artifacts/split/test.parquet")
+    since = pd.to_datetime(test["created_at"]).median().strftime("%Y-%m-%d")
+    kept = int((pd.to_datetime(test["created_at"], utc=True) >= pd.Timestamp(since, tz="UTC")).sum())
+    out_dir = tmp_path / "html"
+    proc = execute(["leadscore", "report", "evaluation", "--since", since, "--out", str(out_dir), "--json"],
+                   project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == ""  # nothing for a cron mail but the answer
+    doc = json.loads(proc.stdout)
+    report = Path(doc["report"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", report.parent.name) and report.name == "evaluation.html"
+    assert Path(doc["index"]) == out_dir.resolve() / "index.html"
+    metrics = json.loads((report.parent / "evaluation_files/metrics.json").read_text())
+    assert metrics["test_rows"] == kept
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.goto(Path(doc["index"]).as_uri(), wait_until="load")
+        page.click("text=Model performance on labelled leads")
+        page.wait_for_load_state("load")
+        assert page.url == report.as_uri()
+        text = page.inner_text("body")
+        assert f"on {kept:,} labelled leads" in text and f"created on or after {since}" in text
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.alt])")
+        assert len(images) == REPORT_FIGURES["03_evaluation"]
+        assert all(width > 200 and alt for width, alt in images)
+        for bad in ("Traceback", "Warning", "Error", "{'"):
+            assert bad not in text, bad
+    before = sorted(p.name for p in report.parent.iterdir())
+    for argv, message in (
+            (["evaluation", "--since", "2099-01-01"], "no lead created on or after 2099-01-01"),
+            (["evaluation", "--since", "someday"], "--since 'someday': expected a date"),
+            (["model_comparison", "--since", since], "--since does not apply to the model_comparison report"),
+            (["evaluation", "--model", "19990101000000"], "no model version 19990101000000")):
+        proc = execute(["leadscore", "report", *argv, "--out", str(out_dir)], project)
+        assert proc.returncode == 2 and message in proc.stderr, (argv, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    after = sorted(p.name for p in report.parent.iterdir())
+    assert after == before  # a failed run leaves no HTML behind

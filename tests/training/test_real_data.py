@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from conftest import BANK_FULL
@@ -33,3 +35,15 @@ def test_fit_and_score_bank_full_out_of_time(tmp_path, capsys):
     auc = roc_auc_score(data["y"].iloc[cut:].eq("yes"), scores["probability"])
     print(f"bank-full last-20% holdout ROC-AUC: {auc:.4f}")
     assert auc >= HOLDOUT_ROC_AUC_FLOOR
+    capsys.readouterr()
+    assert main(["models", "card", str(tmp_path / "model")]) == 0
+    card = capsys.readouterr().out
+    meta = json.loads((tmp_path / "model/metadata.json").read_text())
+    holdout = meta["holdout"]
+    low, high = holdout["ci"]["roc_auc"]
+    assert low < holdout["metrics"]["roc_auc"] < high
+    assert f"| {holdout['metrics']['roc_auc']:.3f} | {low:.3f} to {high:.3f} |" in card
+    assert "stratified random 20% validation" in card and "Validated on a random sample" in card
+    assert "Dropped `duration`: dropped by request." in card
+    assert "By `job`:" in card and "| blue-collar |" in card  # categorical columns with few values
+    assert f"{len(data.iloc[:cut]):,} labelled leads" in card
