@@ -31,6 +31,11 @@ SELECTION_DIR = "selection"
 PREDICTION_LOG_FILE = "predictions.db"
 
 
+def default_store_url(registry: str | Path) -> str:
+    """The store the API and monitoring share by default: SQLite ``predictions.db`` beside the registry."""
+    return f"sqlite:///{Path(registry).resolve().parent / PREDICTION_LOG_FILE}"
+
+
 def train_outputs(models_dir: str | Path) -> dict[str, Path]:
     """The champion bundle, candidate bundles and selection folders under the train stage's output."""
     models_dir = Path(models_dir)

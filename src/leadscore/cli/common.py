@@ -19,6 +19,18 @@ def load_params_arg(args: argparse.Namespace) -> Params:
     return load_params(args.params)
 
 
+def load_params_or_defaults(args: argparse.Namespace) -> Params:
+    """``--params`` if given or present, else the package defaults (commands that run outside the
+    project folder, such as monitoring on a serving machine)."""
+    from pathlib import Path
+
+    from leadscore.core.config import Params
+
+    if args.params == "params.yaml" and not Path(args.params).exists():
+        return Params()
+    return load_params_arg(args)
+
+
 def add_command(commands: argparse._SubParsersAction, name: str, handler: Handler, summary: str,
                 description: str) -> argparse.ArgumentParser:
     """A subcommand parser whose ``--help`` keeps the description's line breaks."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from leadscore import __version__
 from leadscore.cli.fit import add_fit_command
 from leadscore.cli.models import add_models_command
+from leadscore.cli.monitor import add_monitor_commands
 from leadscore.cli.pipeline import add_demo_command, add_stage_commands
 from leadscore.cli.report import add_report_command
 from leadscore.cli.score import add_score_command
@@ -20,7 +21,7 @@ log = logging.getLogger("leadscore")
 
 EPILOG = "Run `leadscore COMMAND --help` for the options of one command."
 COMMANDS = (add_demo_command, add_stage_commands, add_fit_command, add_score_command, add_models_command,
-            add_serve_command, add_report_command)
+            add_serve_command, add_report_command, add_monitor_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

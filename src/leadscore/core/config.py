@@ -75,6 +75,15 @@ class DecisionParams:
 
 
 @dataclass(frozen=True)
+class MonitoringParams:
+    psi_warn: float = 0.10       # population stability index of a feature or the score: warn from here
+    psi_alert: float = 0.25      # ... alert from here
+    min_rows: int = 200          # fewer scored leads in a period: the drift check says "too few"
+    min_labelled: int = 100      # fewer matured labels in a period: no realized ROC-AUC
+    ignore: tuple[str, ...] = ()  # features not checked for drift (calendar features differ by design)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     demo: DemoParams = DemoParams()
@@ -90,6 +99,7 @@ class Params:
     decision: DecisionParams = DecisionParams()
     rules: tuple[dict[str, Any], ...] = ()
     calibration_bins: int = 10
+    monitoring: MonitoringParams = MonitoringParams()
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -154,6 +164,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         decision=DecisionParams(**_tuples(_section(raw, "decision"), "tiers")),
         rules=tuple(rules),
         calibration_bins=int(_section(raw, "evaluate").get("calibration_bins", 10)),
+        monitoring=MonitoringParams(**_tuples(_section(raw, "monitoring"), "ignore")),
     )
 
 

@@ -1,4 +1,5 @@
-"""The prediction log and the outcomes table: every scored lead, and what became of it.
+"""The prediction log and the store's tables: every scored lead (and, in :mod:`.outcomes`, what became
+of it).
 
 A prediction is durable before it is answered: :meth:`PredictionLog.submit` appends the rows to this
 process's local journal (:mod:`leadscore.monitoring.journal`, group-committed with ``fdatasync``) and the
@@ -15,12 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -311,37 +313,22 @@ class PredictionLog:
         self._on_depth(self.depth)
 
 
-class OutcomeStore:
-    """Actual outcomes per lead, one row each: recording a lead again replaces its row (upsert)."""
-
-    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
-        self.engine, self.table = engine, table
-
-    def record(self, lead_id: str, converted: bool, converted_at: datetime | None) -> dict[str, Any]:
-        """Insert or replace the outcome of ``lead_id``; returns the stored row.
-
-        Raises
-        ------
-        StoreError
-            If the database cannot be written.
-        """
-        when = None if converted_at is None else converted_at.astimezone(UTC)
-        row: dict[str, Any] = {"lead_id": lead_id, "converted": converted, "converted_at": when,
-                               "recorded_at": datetime.now(UTC)}
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(self.table).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["lead_id"],
-            set_={k: statement.excluded[k] for k in ("converted", "converted_at", "recorded_at")})
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(statement)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot record the outcome of lead {lead_id!r}: "
-                             f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
-        return row
-
-    def get(self, lead_id: str) -> Mapping[str, Any] | None:
-        with self.engine.connect() as conn:
-            found = conn.execute(sa.select(self.table).where(self.table.c.lead_id == lead_id)).first()
-        return None if found is None else dict(found._mapping)
+def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
+             since: datetime | None = None, inputs: bool = False) -> pd.DataFrame:
+    """The logged scores (lead_id, model_version, probability, score, tier, scored_at), oldest first;
+    with ``inputs``, the scored leads' input fields as further columns."""
+    columns = [table.c.lead_id, table.c.model_version, table.c.probability, table.c.score, table.c.tier,
+               table.c.scored_at, *([table.c.inputs] if inputs else [])]
+    query = sa.select(*columns).order_by(table.c.scored_at)
+    if version is not None:
+        query = query.where(table.c.model_version == version)
+    if since is not None:
+        query = query.where(table.c.scored_at >= since)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    frame = pd.DataFrame(rows, columns=[c.name for c in columns])
+    frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
+    if inputs:
+        fields = pd.DataFrame(list(frame.pop("inputs")), index=frame.index)
+        frame = frame.join(fields[[c for c in fields.columns if c not in frame.columns]])
+    return frame

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from leadscore.artifacts.paths import PREDICTION_LOG_FILE
+from leadscore.artifacts.paths import PREDICTION_LOG_FILE, default_store_url
 from leadscore.core.exceptions import ConfigError
 
 ENV_SETTINGS = "LEADSCORE_SERVICE_SETTINGS"
@@ -109,7 +109,7 @@ class ServiceSettings:
         """``log_url``, or the SQLite file ``predictions.db`` next to the registry folder."""
         if self.log_url:
             return self.log_url
-        return f"sqlite:///{self.registry.resolve().parent / DEFAULT_LOG_FILE}"
+        return default_store_url(self.registry)
 
     @property
     def prediction_journal(self) -> Path:

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from leadscore.artifacts.registry import Registry
 from leadscore.core.exceptions import ConfigError
-from leadscore.monitoring.predlog import OutcomeStore, PredictionLog, open_database
+from leadscore.monitoring.outcomes import OutcomeStore
+from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
 from leadscore.service.holder import ModelHolder, ServedModel
 from leadscore.service.metrics import ServiceMetrics, mark_process_dead

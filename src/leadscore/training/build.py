@@ -20,6 +20,7 @@ import pandas as pd
 from leadscore.artifacts.metadata import base_metadata
 from leadscore.core.config import DecisionParams, LeakageParams, Params
 from leadscore.core.exceptions import ConfigError
+from leadscore.data.profile import table_profile
 from leadscore.data.schema import TableSchema, prepare_features
 from leadscore.evaluation.decision import (
     DEFAULT_TIERS,
@@ -201,6 +202,14 @@ def train_model(frame: pd.DataFrame, y: pd.Series, schema: TableSchema, params: 
     return TrainedModel(champion, X, settings, time.perf_counter() - started)
 
 
+def reference_profile(trained: TrainedModel, schema: TableSchema) -> dict[str, Any]:
+    """What drift monitoring compares new leads with: the training features and out-of-fold scores."""
+    selection = trained.champion.selection
+    covered = selection.covered
+    return table_profile(trained.X, schema.categorical_features, scores=selection.champion_oof()[covered],
+                         threshold=trained.champion.threshold.threshold)
+
+
 def model_metadata(trained: TrainedModel, y: pd.Series, schema: TableSchema, params: Params, *,
                    target: str, id_column: str | None, time_column: str | None,
                    times: pd.Series | None) -> dict[str, Any]:
@@ -219,6 +228,7 @@ def model_metadata(trained: TrainedModel, y: pd.Series, schema: TableSchema, par
         "training_window": window,
         "seed": params.seed,
         **build_metadata(trained.champion),
+        "reference": reference_profile(trained, schema),
         "fit_seconds": round(trained.seconds, 2),
     }
 

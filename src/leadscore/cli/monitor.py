@@ -1,0 +1,266 @@
+"""``leadscore outcomes import`` and ``leadscore monitor performance|drift``: the learning loop's inputs
+and its first checks, on the store the API and batch scoring write to."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from leadscore.cli.common import add_command, add_params_option, load_params_or_defaults
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
+STORE_HELP = "the store (default: SQLite predictions.db beside the registry, where `serve` logs scores)"
+
+
+def _store(args: argparse.Namespace) -> tuple[sa.Engine, sa.Table, sa.Table]:
+    from leadscore.artifacts.paths import default_store_url
+    from leadscore.artifacts.registry import Registry
+    from leadscore.monitoring.predlog import open_database
+
+    url = args.db or default_store_url(Path(args.registry) if args.registry else Registry.default_root())
+    return open_database(url, args.log_table, args.outcomes_table)
+
+
+def _add_store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", help=STORE_HELP)
+    p.add_argument("--registry", metavar="PATH",
+                   help="model registry (default: $LEADSCORE_REGISTRY or registry)")
+    p.add_argument("--log-table", default="predictions", metavar="NAME", help="prediction log table")
+    p.add_argument("--outcomes-table", default="outcomes", metavar="NAME", help="outcomes table")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
+
+
+def _cmd_outcomes_import(args: argparse.Namespace) -> None:
+    from leadscore.core.exceptions import ConfigError
+    from leadscore.data.tables import read_table
+    from leadscore.monitoring.outcomes import OutcomeStore, parse_outcomes
+
+    if bool(args.input) == bool(args.query):
+        raise ConfigError("give either --input FILE or --query SQL (with --source URL)")
+    if args.query and not args.source:
+        raise ConfigError("--query needs --source URL: the database to run it on")
+    if args.input:
+        frame = read_table(args.input)
+    else:
+        import pandas as pd
+
+        from leadscore.scoring.store import read_sql_chunks
+
+        chunks = list(read_sql_chunks(args.source, args.query, chunk_size=100_000))
+        frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    parsed = parse_outcomes(frame, lead_id=args.lead_id, converted=args.converted,
+                            converted_at=args.converted_at)
+    rejects = None
+    if len(parsed.rejected):
+        from leadscore.data.tables import write_table
+
+        rejects = Path(args.rejects or (f"{Path(args.input).with_suffix('')}.rejected.csv" if args.input
+                                        else "outcomes.rejected.csv"))
+        write_table(parsed.rejected, rejects)
+    engine, _, table = _store(args)
+    stored = OutcomeStore(engine, table).record_many(parsed.rows)
+    doc = {"rows": len(frame), "stored": stored, "rejected": len(parsed.rejected),
+           "superseded": parsed.superseded, "rejects_file": None if rejects is None else str(rejects),
+           "store": engine.url.render_as_string(hide_password=True)}
+    if args.json:
+        print(json.dumps(doc))
+        return
+    print(f"{stored:,} outcome(s) stored in {doc['store']} ({table.name}), {len(frame):,} row(s) read")
+    if parsed.superseded:
+        print(f"  {parsed.superseded:,} earlier row(s) for a lead that appears again later: "
+              "the later row wins")
+    if rejects is not None:
+        reasons = parsed.rejected["reason"].value_counts()
+        print(f"  {len(parsed.rejected):,} row(s) rejected, written with their reason to {rejects}:")
+        for reason, count in reasons.items():
+            print(f"    {count:,} x {reason}")
+
+
+def _scores(args: argparse.Namespace, *, inputs: bool = False) -> tuple[pd.DataFrame, Any]:
+    """Logged (or filed) scores and the engine of the store."""
+    from leadscore.data.tables import read_table
+    from leadscore.monitoring.predlog import read_log
+
+    engine, log_table, outcomes_table = _store(args)
+    since = None if getattr(args, "since", None) is None else _timestamp(args.since)
+    if args.scores:
+        frame = read_table(args.scores)
+        if args.version:
+            frame = frame[frame["model_version"].astype(str) == args.version]
+        return frame, (engine, outcomes_table)
+    logged = read_log(engine, log_table, version=args.version, since=since, inputs=inputs)
+    return logged, (engine, outcomes_table)
+
+
+def _timestamp(text: str) -> Any:
+    import pandas as pd
+
+    from leadscore.core.exceptions import ConfigError
+
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as exc:
+        raise ConfigError(f"expected a date such as 2025-06-01, got {text!r}") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+
+
+def _cmd_performance(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from leadscore.artifacts.registry import Registry
+    from leadscore.core.jsonsafe import dumps
+    from leadscore.monitoring.labels import label_scores
+    from leadscore.monitoring.outcomes import OutcomeStore
+    from leadscore.monitoring.performance import realized_performance
+
+    params = load_params_or_defaults(args)
+    scores, (engine, outcomes_table) = _scores(args)
+    if scores.empty:
+        print(dumps({"rows": []}) if args.json else "no scores logged yet")
+        return
+    outcomes = OutcomeStore(engine, outcomes_table).frame()
+    registry = Registry(Path(args.registry) if args.registry else Registry.default_root())
+    newest = str(scores["model_version"].astype(str).iloc[-1])
+    meta = registry.show(args.version or newest) if registry.root.exists() else {}
+    window = args.window_days or (meta.get("snapshot") or {}).get("label_window_days") \
+        or params.snapshot.label_window_days
+    tiers = meta.get("tiers") or []
+    now = _timestamp(args.now) if args.now else pd.Timestamp.now(tz="UTC")
+    labelled = label_scores(scores, outcomes, window_days=float(window), now=now)
+    table = realized_performance(labelled, by=args.by, segment=args.segment,
+                                 min_labelled=params.monitoring.min_labelled,
+                                 top_tier=tiers[0]["name"] if tiers else None)
+    if args.json:
+        print(dumps({"window_days": window, "now": now.isoformat(), "rows": table.to_dict("records")}))
+        return
+    print(f"realized performance (label window {window:g} days, as of {now:%Y-%m-%d}); open leads are "
+          f"never counted as non-converters")
+    shown = [c for c in ("model_version", "period", args.segment, "leads", "labelled", "open",
+                         "conversion_rate", "roc_auc", "roc_auc_low", "roc_auc_high", "pr_auc", "brier",
+                         "ece", "top_decile_rate", "top_tier_rate", "note") if c and c in table.columns]
+    print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+
+
+def _cmd_drift(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from leadscore.artifacts.registry import Registry
+    from leadscore.core.exceptions import ConfigError
+    from leadscore.core.jsonsafe import dumps
+    from leadscore.data.tables import read_table
+    from leadscore.monitoring.checks import drift_by_period
+    from leadscore.monitoring.drift import DriftThresholds
+
+    params = load_params_or_defaults(args).monitoring
+    thresholds = DriftThresholds(params.psi_warn, params.psi_alert, params.min_rows)
+    registry = Registry(Path(args.registry) if args.registry else Registry.default_root())
+    results = []
+    if args.input:
+        leads = read_table(args.input)
+        if args.since:
+            if args.time_column not in leads:
+                raise ConfigError(f"--since needs the time column '{args.time_column}' in {args.input}")
+            import pandas as pd
+
+            leads = leads[pd.to_datetime(leads[args.time_column], utc=True) >= _timestamp(args.since)]
+        version = args.version or registry.active_version()
+        if version is None:
+            raise ConfigError(f"{registry.root}/ has no active model: give --version")
+        times = leads.get(args.time_column)
+        results = drift_by_period(leads.reset_index(drop=True), registry.load(version), version,
+                                  times=None if times is None else times.reset_index(drop=True),
+                                  by=args.by, thresholds=thresholds, ignore=params.ignore)
+    else:
+        scores, _ = _scores(args, inputs=True)
+        for version, part in scores.groupby("model_version", sort=True):
+            part = part.reset_index(drop=True)
+            results += drift_by_period(part, registry.load(str(version)), str(version),
+                                       times=part["scored_at"], probabilities=part["probability"].to_numpy(),
+                                       by=args.by, thresholds=thresholds, ignore=params.ignore)
+    if args.json:
+        print(dumps({"thresholds": asdict(thresholds), "periods": results}))
+        return
+    if not results:
+        print("no scored leads to check")
+    for result in results:
+        flagged = [f for f in result["features"] if f["state"] in ("warn", "alert")]
+        print(f"{result['model_version']}  {result['period']}  {result['n']:>7,} leads  "
+              f"{result['state'].upper()}  score: {result['score']['state']} ({result['score']['reason']})")
+        for f in flagged[:args.top]:
+            print(f"    {f['state']:<5}  {f['feature']:<28} {f['reason']}")
+        if len(flagged) > args.top:
+            print(f"    ... {len(flagged) - args.top} more (--top N, or --json)")
+
+
+def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``leadscore outcomes import`` and ``leadscore monitor {performance,drift}`` to ``commands``."""
+    outcomes = commands.add_parser("outcomes", help="import what became of scored leads",
+                                   description="Outcomes (converted or not, and when) per lead.")
+    sub = outcomes.add_subparsers(dest="outcomes_command", required=True, metavar="SUBCOMMAND")
+    p = add_command(sub, "import", _cmd_outcomes_import, "upsert outcomes from a file or a SQL query",
+        "Read lead outcomes from a CSV/Parquet/XLSX export or a SQL query and upsert them into\n"
+        "the store's outcomes table, one row per lead: importing the same rows twice changes\n"
+        "nothing, and a later row for a lead replaces the earlier one. Rows that cannot be read\n"
+        "(empty id, an outcome that is not yes/no, a bad date, a conversion time for a lead that\n"
+        "did not convert) are written with their reason to a rejects file, never dropped.\n\n"
+        "examples:\n"
+        "  leadscore outcomes import --input crm_outcomes.csv\n"
+        "  leadscore outcomes import --source postgresql+psycopg://crm/db \\\n"
+        "      --query \"SELECT id AS lead_id, won AS converted, closed_at AS converted_at FROM deals\"")
+    p.add_argument("--input", metavar="FILE", help="outcomes file")
+    p.add_argument("--query", metavar="SQL", help="a SELECT (or a table name) run on --source")
+    p.add_argument("--source", metavar="URL", help="database to run --query on")
+    p.add_argument("--lead-id", default="lead_id", metavar="COL",
+                   help="lead id column (default: %(default)s)")
+    p.add_argument("--converted", default="converted", metavar="COL",
+                   help="outcome column: 1/0, yes/no, true/false, won/lost (default: %(default)s)")
+    p.add_argument("--converted-at", default="converted_at", metavar="COL",
+                   help="conversion time column, optional (default: %(default)s)")
+    p.add_argument("--rejects", metavar="FILE", help="where unreadable rows go (default: INPUT.rejected.csv)")
+    _add_store_options(p)
+
+    monitor = commands.add_parser("monitor", help="realized performance and drift of the scores",
+                                  description="Checks of the models in production, on the store.")
+    sub = monitor.add_subparsers(dest="monitor_command", required=True, metavar="SUBCOMMAND")
+    p = add_command(sub, "performance", _cmd_performance, "realized performance per version and period",
+        "Join each lead's first score per model version to its outcome and measure, per period\n"
+        "of scoring: leads, labelled and open, conversion, ROC-AUC with a 95% bootstrap interval,\n"
+        "PR-AUC, Brier, ECE, top-decile and top-tier conversion. Label maturity: a conversion\n"
+        "inside the label window is a 1 and an explicit negative outcome a 0 at once; a lead\n"
+        "with no outcome is open until the window has passed, and only then a 0.\n\n"
+        "examples:\n"
+        "  leadscore monitor performance --by week\n"
+        "  leadscore monitor performance --scores scores.parquet --segment vertical --json")
+    p.add_argument("--scores", metavar="FILE", help="a batch scores file instead of the prediction log")
+    p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
+    p.add_argument("--segment", metavar="COL", help="also split by this column of the scores")
+    p.add_argument("--window-days", type=float, metavar="N",
+                   help="label window (default: the model's, else params.yaml snapshot.label_window_days)")
+    p.add_argument("--now", metavar="DATE", help="judge label maturity as of DATE (default: now)")
+    _add_store_options(p)
+    add_params_option(p)
+    p = add_command(sub, "drift", _cmd_drift, "drift of the scored leads against the training profile",
+        "Compare each period's scored leads with the profile saved in the model at training time:\n"
+        "per feature the PSI (deciles for numbers, categories plus never-seen ones, missing\n"
+        "values), KS for numbers, the share of unseen categories; and the score's PSI and\n"
+        "predicted-positive rate. States by PSI: ok, warn (>= monitoring.psi_warn), alert\n"
+        "(>= monitoring.psi_alert); periods under monitoring.min_rows leads are not judged.\n\n"
+        "examples:\n"
+        "  leadscore monitor drift                                  # the prediction log\n"
+        "  leadscore monitor drift --input new_leads.parquet --since 2025-05-01 --json")
+    p.add_argument("--input", metavar="FILE", help="scored leads (raw rows) instead of the prediction log")
+    p.add_argument("--time-column", default="created_at", metavar="COL",
+                   help="periods of --input rows by this column (default: %(default)s)")
+    p.add_argument("--scores", metavar="FILE", help=argparse.SUPPRESS)
+    p.add_argument("--version", metavar="V", help="model version (default: each logged one; --input: active)")
+    p.add_argument("--since", metavar="DATE", help="only leads scored (or created, with --input) since DATE")
+    p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="drifted features shown per period")
+    _add_store_options(p)
+    add_params_option(p)
