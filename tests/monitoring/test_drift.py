@@ -98,3 +98,21 @@ def test_score_drift_reports_the_predicted_positive_rate():
     row = score_drift(profile, np.full(500, 0.95), threshold=0.9)
     assert row["predicted_positive_rate"] == 1.0 and row["state"] == ALERT
     assert "predicted positive 10.0% in training -> 100.0%" in row["reason"]
+
+
+def test_a_large_psi_from_few_rows_over_many_categories_is_called_noise():
+    """n * PSI is about Pearson's chi-square of the counts: compared with scipy on the same table."""
+    from leadscore.monitoring.drift import noise_pvalue
+
+    reference = categorical_profile(pd.Series([f"title {i}" for i in range(20)] * 500))
+    rng = np.random.default_rng(4)
+    small = pd.Series(rng.choice([f"title {i}" for i in range(20)], 210))
+    drift = categorical_drift(reference, small)
+    counts = small.value_counts().reindex([f"title {i}" for i in range(20)], fill_value=0).to_numpy()
+    pearson = stats.chisquare(counts, np.full(20, 210 / 20))
+    assert 210 * drift["psi"] == pytest.approx(pearson.statistic, rel=0.25)
+    assert drift["psi"] > 0.10  # over the warn threshold ...
+    table = feature_drift({"features": {"title": reference}}, pd.DataFrame({"title": small}))
+    assert table.loc[0, "state"] == OK and "within sampling noise" in table.loc[0, "reason"]  # ... but noise
+    assert noise_pvalue(drift["psi"], 210, drift["bins"]) == pytest.approx(
+        stats.chi2.sf(210 * drift["psi"], drift["bins"] - 1))

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+# one worker runs the whole module, so the scratch project (a full `dvc repro`) is built once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
 
 def execute(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -157,7 +157,7 @@ def _cmd_drift(args: argparse.Namespace) -> None:
     from leadscore.monitoring.drift import DriftThresholds
 
     params = load_params_or_defaults(args).monitoring
-    thresholds = DriftThresholds(params.psi_warn, params.psi_alert, params.min_rows)
+    thresholds = DriftThresholds.from_settings(params)
     registry = Registry(Path(args.registry) if args.registry else Registry.default_root())
     results = []
     if args.input:

@@ -11,7 +11,11 @@ Each prepared feature of the scored leads is compared with the model's reference
 * the **share of unseen categories**, and the score's own PSI and predicted-positive rate.
 
 A check's state is ``ok``, ``warn`` or ``alert`` by its PSI (thresholds in ``params.yaml``), or
-``too few`` under the minimum number of rows.
+``too few`` under the minimum number of rows. A PSI over a threshold must also be more than sampling noise:
+for small differences ``n * PSI`` is Pearson's chi-square statistic of the period's counts against the
+reference shares, so a period warns only when that statistic is significant at ``NOISE_P`` (with one
+degree of freedom less than its bins). A high-cardinality column over a few hundred leads then stays quiet
+unless it really moved.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from leadscore.core.config import MonitoringParams
 from leadscore.core.exceptions import DataValidationError
 from leadscore.data.profile import OTHER, bin_shares, category_labels
 
 FLOOR = 1e-4
+NOISE_P = 0.001
 UNSEEN = "(unseen)"
 MISSING = "(missing)"
 OK, WARN, ALERT, TOO_FEW = "ok", "warn", "alert", "too few"
@@ -38,6 +44,11 @@ class DriftThresholds:
     psi_warn: float = 0.10
     psi_alert: float = 0.25
     min_rows: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: MonitoringParams) -> DriftThresholds:
+        """The thresholds of ``params.yaml``'s monitoring section."""
+        return cls(settings.psi_warn, settings.psi_alert, settings.min_rows)
 
 
 DEFAULT_THRESHOLDS = DriftThresholds()
@@ -72,7 +83,7 @@ def numeric_drift(reference: Mapping[str, Any], values: pd.Series) -> dict[str, 
     edges = np.asarray(reference["edges"], dtype=float)
     expected = _with_missing(reference["shares"], reference["missing"])
     actual = _with_missing(bin_shares(present, edges), missing)
-    out: dict[str, Any] = {"psi": psi(expected, actual), "missing": missing,
+    out: dict[str, Any] = {"psi": psi(expected, actual), "bins": len(expected), "missing": missing,
                            "reference_missing": reference["missing"], "ks": None, "ks_pvalue": None}
     if len(present) and reference.get("quantiles"):
         test = stats.kstest(present, reference_cdf(reference["quantiles"]))
@@ -95,21 +106,33 @@ def categorical_drift(reference: Mapping[str, Any], values: pd.Series) -> dict[s
     counts = mapped.value_counts(normalize=True)
     actual = _with_missing([float(counts.get(n, 0.0)) for n in names], missing)
     top_unseen = unseen.value_counts().head(3)
-    return {"psi": psi(expected, actual), "missing": missing, "reference_missing": reference["missing"],
+    return {"psi": psi(expected, actual), "bins": len(expected), "missing": missing,
+            "reference_missing": reference["missing"],
             "unseen_share": float(len(unseen) / max(len(present), 1)) if not pooled else None,
             "unseen_values": {str(k): int(v) for k, v in top_unseen.items()} if not pooled else {}}
 
 
-def _state(value: float, n: int, thresholds: DriftThresholds) -> str:
+def noise_pvalue(value: float, n: int, bins: int) -> float:
+    """P-value of ``n * PSI`` as a chi-square statistic with ``bins - 1`` degrees of freedom: how likely
+    a PSI this large is from sampling alone when nothing changed."""
+    return float(stats.chi2.sf(n * value, max(bins - 1, 1)))
+
+
+def _state(row: Mapping[str, Any], thresholds: DriftThresholds) -> str:
+    value, n = row["psi"], row["n"]
     if n < thresholds.min_rows:
         return TOO_FEW
-    return ALERT if value >= thresholds.psi_alert else WARN if value >= thresholds.psi_warn else OK
+    if value < thresholds.psi_warn or row["noise_p"] >= NOISE_P:
+        return OK
+    return ALERT if value >= thresholds.psi_alert else WARN
 
 
 def _reason(name: str, row: Mapping[str, Any], state: str, thresholds: DriftThresholds) -> str:
     if state == TOO_FEW:
         return f"{row['n']} rows, fewer than {thresholds.min_rows}: not judged"
     text = f"PSI {row['psi']:.3f}"
+    if row["psi"] >= thresholds.psi_warn and row["noise_p"] >= NOISE_P:
+        text += f" (within sampling noise for {row['n']:,} rows: p = {row['noise_p']:.2g})"
     if row.get("unseen_share"):
         shown = ", ".join(row.get("unseen_values") or {})
         text += f"; {row['unseen_share']:.1%} of values never seen in training ({shown})"
@@ -118,17 +141,17 @@ def _reason(name: str, row: Mapping[str, Any], state: str, thresholds: DriftThre
     return text
 
 
-def calendar_month_features(columns: list[str]) -> list[str]:
-    """The month-of-creation parts of date columns (``created__month``): constant within a monthly
-    period, so their drift says nothing about the leads."""
-    return [c for c in columns if c.endswith("__month")]
+def calendar_features(columns: list[str]) -> list[str]:
+    """The month and day-of-week parts of date columns (``created__month``, ``created__dayofweek``):
+    within a period they depend on which days the period covers, not on the leads."""
+    return [c for c in columns if c.endswith(("__month", "__dayofweek"))]
 
 
 def feature_drift(profile: Mapping[str, Any], features: pd.DataFrame,
                   thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
                   ignore: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per profiled feature present in ``features`` (prepared model input), except ``ignore`` and
-    :func:`calendar_month_features`: kind, n, PSI, KS, missing shares, unseen share, state and reason;
+    :func:`calendar_features`: kind, n, PSI, KS, missing shares, unseen share, state and reason;
     the most drifted first.
 
     Raises
@@ -137,7 +160,7 @@ def feature_drift(profile: Mapping[str, Any], features: pd.DataFrame,
         If no profiled feature is among the columns.
     """
     reference = profile["features"]
-    skipped = {*ignore, *calendar_month_features(list(reference))}
+    skipped = {*ignore, *calendar_features(list(reference))}
     common = [c for c in reference if c in features.columns and c not in skipped]
     if not common:
         raise DataValidationError("no feature of the model's reference profile is among the scored columns "
@@ -148,7 +171,8 @@ def feature_drift(profile: Mapping[str, Any], features: pd.DataFrame,
         row = {"feature": name, "kind": ref["kind"], "n": int(len(features)),
                **(numeric_drift(ref, features[name]) if ref["kind"] == "numeric"
                   else categorical_drift(ref, features[name]))}
-        row["state"] = _state(row["psi"], row["n"], thresholds)
+        row["noise_p"] = noise_pvalue(row["psi"], row["n"], row["bins"])
+        row["state"] = _state(row, thresholds)
         row["reason"] = _reason(name, row, row["state"], thresholds)
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("psi", ascending=False, kind="stable")
@@ -165,7 +189,8 @@ def score_drift(profile: Mapping[str, Any], probabilities: np.ndarray, threshold
                            **numeric_drift(profile["score"], pd.Series(values)),
                            "predicted_positive_rate": positive,
                            "reference_positive_rate": profile.get("predicted_positive_rate")}
-    row["state"] = _state(row["psi"], row["n"], thresholds)
+    row["noise_p"] = noise_pvalue(row["psi"], row["n"], row["bins"])
+    row["state"] = _state(row, thresholds)
     row["reason"] = _reason("score", row, row["state"], thresholds)
     if row["state"] != TOO_FEW and row["reference_positive_rate"] is not None:
         row["reason"] += (f"; predicted positive {row['reference_positive_rate']:.1%} in training -> "
