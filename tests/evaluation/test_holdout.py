@@ -88,3 +88,18 @@ def test_measure_models_matches_the_metric_functions_and_improvement():
     assert doc["threshold"] == {"value": 0.3, "objective": "f1"}
     gain = 100 * (doc["models"]["champion"]["roc_auc"] / doc["models"]["rules"]["roc_auc"] - 1)
     assert doc["improvement_pct"]["vs_rules"]["roc_auc"] == pytest.approx(gain, abs=0.05)
+
+
+def test_fast_bootstrap_auc_interval_equals_the_sklearn_bootstrap():
+    """Same seed, same resamples: the O(n) interval equals bootstrap_ci's, which calls sklearn."""
+    from leadscore.evaluation.comparison import bootstrap_auc_ci, weighted_auc_sorted
+
+    y, prob, _ = sample(1500, seed=3)
+    prob = np.round(prob, 2)  # many ties
+    assert bootstrap_auc_ci(y, prob, n_boot=100, seed=9) == bootstrap_ci(y, prob, ("roc_auc",), n_boot=100,
+                                                                         seed=9)["roc_auc"]
+    order = np.argsort(prob, kind="stable")
+    group = np.concatenate([[0], np.cumsum(np.diff(prob[order]) != 0)])
+    weights = np.random.default_rng(0).integers(0, 3, len(y)).astype(float)
+    assert weighted_auc_sorted(y[order], group, weights[order], int(group[-1]) + 1) == pytest.approx(
+        roc_auc_score(y, prob, sample_weight=weights))

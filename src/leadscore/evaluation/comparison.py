@@ -33,6 +33,40 @@ def bootstrap_ci(y_true: Any, prob: Any, metrics: tuple[str, ...] = ("roc_auc", 
             for m, v in draws.items() if v}
 
 
+def weighted_auc_sorted(y: np.ndarray, group: np.ndarray, weights: np.ndarray, n_groups: int) -> float:
+    """ROC-AUC of rows sorted by score, each counted ``weights`` times; ``group`` numbers the distinct
+    scores in ascending order (ties share a group and count half)."""
+    pos = np.bincount(group, weights=weights * y, minlength=n_groups)
+    neg = np.bincount(group, weights=weights * (1 - y), minlength=n_groups)
+    below = np.cumsum(neg) - neg
+    return float(np.sum(pos * (below + 0.5 * neg)) / (pos.sum() * neg.sum()))
+
+
+def bootstrap_auc_ci(y_true: Any, prob: Any, n_boot: int = 200, seed: int = 42,
+                     level: float = 0.95) -> tuple[float, float]:
+    """The ROC-AUC interval of :func:`bootstrap_ci`, from the same resamples, in O(n) per resample.
+
+    Rows are sorted once; a resample is then only a count per row, so monitoring can afford intervals
+    on every week of a million scored leads.
+    """
+    y, p = np.asarray(y_true, int), np.asarray(prob, float)
+    order = np.argsort(p, kind="stable")
+    y_sorted, p_sorted = y[order], p[order]
+    group = np.concatenate([[0], np.cumsum(p_sorted[1:] != p_sorted[:-1])])
+    rank_of = np.empty(len(y), dtype=np.int64)
+    rank_of[order] = np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        weights = np.bincount(rank_of[idx], minlength=len(y)).astype(float)
+        draws.append(weighted_auc_sorted(y_sorted, group, weights, int(group[-1]) + 1))
+    tail = (1 - level) / 2 * 100
+    return (round(float(np.percentile(draws, tail)), 4), round(float(np.percentile(draws, 100 - tail)), 4))
+
+
 def comparison_table(y_true: Any, probs: dict[str, Any], threshold: float, *,
                      seconds: dict[str, float] | None = None, n_boot: int = 200,
                      seed: int = 42) -> pd.DataFrame:

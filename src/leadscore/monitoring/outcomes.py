@@ -73,9 +73,7 @@ class OutcomeStore:
     def frame(self) -> pd.DataFrame:
         """Every outcome as a DataFrame (lead_id, converted, converted_at, recorded_at)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(self.table)).all()
-        frame = pd.DataFrame([dict(r._mapping) for r in rows],
-                             columns=["lead_id", "converted", "converted_at", "recorded_at"])
+            frame = pd.read_sql(sa.select(self.table), conn)
         for column in ("converted_at", "recorded_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame.astype({"lead_id": str, "converted": bool})

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.core.exceptions import ConfigError, DataValidationError
-from leadscore.evaluation.comparison import bootstrap_ci
+from leadscore.evaluation.comparison import bootstrap_auc_ci
 from leadscore.evaluation.metrics import classification_metrics
 
 PERIODS = {"week": "W-SUN", "month": "M"}
@@ -38,7 +38,7 @@ def _metrics(part: pd.DataFrame, min_labelled: int, n_boot: int, seed: int,
     if len(y) < min_labelled or len(np.unique(y)) < 2:
         return {**row, "note": f"{len(y)} labelled, need {min_labelled} with both outcomes"}
     metrics = classification_metrics(y, p)
-    low, high = bootstrap_ci(y, p, ("roc_auc",), n_boot=n_boot, seed=seed).get("roc_auc", (np.nan, np.nan))
+    low, high = bootstrap_auc_ci(y, p, n_boot=n_boot, seed=seed)
     row.update({k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "top_decile_rate",
                                         "top_decile_lift")},
                roc_auc_low=low, roc_auc_high=high, note="")

@@ -325,8 +325,7 @@ def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
     if since is not None:
         query = query.where(table.c.scored_at >= since)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    frame = pd.DataFrame(rows, columns=[c.name for c in columns])
+        frame = pd.read_sql(query, conn)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
     if inputs:
         fields = pd.DataFrame(list(frame.pop("inputs")), index=frame.index)
