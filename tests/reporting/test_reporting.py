@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from sklearn.metrics import roc_auc_score
 
 from leadscore.artifacts.card import model_description
@@ -69,3 +70,12 @@ def test_by_segment_matches_a_direct_computation() -> None:
     assert table.loc["a", "roc_auc"] == pytest.approx(roc_auc_score(y[mask], prob[mask]))
     top = mask & (prob >= np.quantile(prob, 0.9))
     assert table.loc["a", "top_decile_rate"] == pytest.approx(y[top].mean())
+
+
+def test_report_names_of_the_cli_are_the_reports_that_exist():
+    from leadscore.cli.report import NAMES
+    from leadscore.reporting.schedule import REPORTS
+
+    assert set(NAMES) == set(REPORTS)
+    for spec in REPORTS.values():
+        assert (REPO / "notebooks" / spec.notebook).exists()

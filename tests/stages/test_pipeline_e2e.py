@@ -257,3 +257,11 @@ def test_scheduled_report_lands_in_a_dated_folder_linked_from_the_index(project,
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     after = sorted(p.name for p in report.parent.iterdir())
     assert after == before  # a failed run leaves no HTML behind
+    snapshots = pd.read_parquet(project / "artifacts/features/snapshots.parquet").drop(columns="vertical")
+    snapshots.to_parquet(tmp_path / "broken.parquet")
+    proc = execute(["leadscore", "report", "eda", "--data", str(tmp_path / "broken.parquet"), "--out",
+                    str(out_dir)], project)
+    assert proc.returncode == 2 and "01_eda.ipynb failed in cell" in proc.stderr and "KeyError" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (report.parent / "eda.html").exists()
+    assert (report.parent / "eda_files" / "eda.failed.ipynb").exists()  # kept for debugging

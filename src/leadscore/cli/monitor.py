@@ -88,7 +88,7 @@ def _scores(args: argparse.Namespace, *, inputs: bool = False) -> tuple[pd.DataF
 
     engine, log_table, outcomes_table = _store(args)
     since = None if getattr(args, "since", None) is None else _timestamp(args.since)
-    if args.scores:
+    if getattr(args, "scores", None):
         frame = read_table(args.scores)
         if args.version:
             frame = frame[frame["model_version"].astype(str) == args.version]
@@ -113,6 +113,7 @@ def _cmd_performance(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from leadscore.artifacts.registry import Registry
+    from leadscore.core.exceptions import ModelNotFoundError
     from leadscore.core.jsonsafe import dumps
     from leadscore.monitoring.labels import label_scores
     from leadscore.monitoring.outcomes import OutcomeStore
@@ -126,7 +127,10 @@ def _cmd_performance(args: argparse.Namespace) -> None:
     outcomes = OutcomeStore(engine, outcomes_table).frame()
     registry = Registry(Path(args.registry) if args.registry else Registry.default_root())
     newest = str(scores["model_version"].astype(str).iloc[-1])
-    meta = registry.show(args.version or newest) if registry.root.exists() else {}
+    try:
+        meta = registry.show(args.version or newest)
+    except ModelNotFoundError:  # pruned, or scored from another registry: params.yaml's window applies
+        meta = {}
     window = args.window_days or (meta.get("snapshot") or {}).get("label_window_days") \
         or params.snapshot.label_window_days
     tiers = meta.get("tiers") or []
@@ -257,7 +261,6 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="FILE", help="scored leads (raw rows) instead of the prediction log")
     p.add_argument("--time-column", default="created_at", metavar="COL",
                    help="periods of --input rows by this column (default: %(default)s)")
-    p.add_argument("--scores", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--version", metavar="V", help="model version (default: each logged one; --input: active)")
     p.add_argument("--since", metavar="DATE", help="only leads scored (or created, with --input) since DATE")
     p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")

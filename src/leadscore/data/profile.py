@@ -48,7 +48,7 @@ def numeric_profile(values: pd.Series, bins: int = BINS) -> dict[str, Any]:
 
 def category_labels(values: pd.Series) -> pd.Series:
     """Values as text, missing as NaN (how profiles and drift checks compare categories)."""
-    return values.astype("object").where(values.notna()).map(lambda v: v if pd.isna(v) else str(v))
+    return values.astype(str).astype("object").where(values.notna())
 
 
 def categorical_profile(values: pd.Series, top: int = TOP_CATEGORIES) -> dict[str, Any]:
