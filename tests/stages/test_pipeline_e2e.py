@@ -30,7 +30,7 @@ def run(cmd: list[str], cwd: Path) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: built once even when other modules' tests run in between
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
     for name in ("dvc.yaml", ".dvcignore"):
@@ -260,7 +260,7 @@ def test_scheduled_report_lands_in_a_dated_folder_linked_from_the_index(project,
     snapshots = pd.read_parquet(project / "artifacts/features/snapshots.parquet").drop(columns="vertical")
     snapshots.to_parquet(tmp_path / "broken.parquet")
     proc = execute(["leadscore", "report", "eda", "--data", str(tmp_path / "broken.parquet"), "--out",
-                    str(out_dir)], project)
+                    str(out_dir), "-q"], project)
     assert proc.returncode == 2 and "01_eda.ipynb failed in cell" in proc.stderr and "KeyError" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (report.parent / "eda.html").exists()
