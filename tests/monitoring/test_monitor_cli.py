@@ -106,3 +106,17 @@ def test_monitor_drift_on_a_file_of_leads_and_clear_errors(setup, tmp_path, caps
     assert main(["monitor", "drift", "--input", str(tmp_path / "leads.parquet"), "--registry",
                  str(tmp_path / "empty")]) == 2
     assert "has no active model" in capsys.readouterr().err
+
+
+def test_monitor_performance_reads_a_batch_scores_file_the_same_way(setup, tmp_path, capsys):
+    engine, log, _ = open_database(setup["db"], "predictions", "outcomes")
+    with engine.connect() as conn:
+        logged = pd.read_sql(sa.select(log.c.lead_id, log.c.model_version, log.c.probability, log.c.score,
+                                       log.c.tier, log.c.scored_at), conn)
+    logged.to_parquet(tmp_path / "scores.parquet")  # the columns `leadscore score` writes
+    common = ["--db", setup["db"], "--registry", str(setup["registry"]), "--by", "week",
+              "--window-days", "90", "--now", "2025-04-10", "--json"]
+    assert main(["monitor", "performance", *common]) == 0
+    from_log = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["monitor", "performance", "--scores", str(tmp_path / "scores.parquet"), *common]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == from_log
