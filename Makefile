@@ -30,10 +30,10 @@ run: data
 	dvc repro
 
 test: install system
-	pytest -n 2 --dist loadgroup --durations=10
+	pytest -n 2 --dist loadfile --durations=10
 
 test-fast: install system
-	pytest -n 2 --dist loadgroup -m "not slow"
+	pytest -n 2 --dist loadfile -m "not slow"
 
 lab: install
 	jupyter lab

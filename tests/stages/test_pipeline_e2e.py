@@ -14,8 +14,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-# one worker runs the whole module, so the scratch project (a full `dvc repro`) is built once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
+# `make test` runs pytest with --dist loadfile: one worker runs this whole module, so the scratch
+# project (a full `dvc repro`) is built once
+pytestmark = pytest.mark.slow
 
 
 def execute(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
