@@ -81,6 +81,17 @@ def tiers_from_config(items: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
     return _check_tiers(tiers)
 
 
+def saved_tiers(meta: Mapping[str, Any]) -> tuple[Tier, ...]:
+    """The tiers a model's metadata records, else :data:`DEFAULT_TIERS`."""
+    saved = meta.get("tiers")
+    return tiers_from_config(saved) if saved else DEFAULT_TIERS
+
+
+def saved_threshold(meta: Mapping[str, Any]) -> float:
+    """The decision threshold a model's metadata records, else 0.5."""
+    return float((meta.get("threshold") or {}).get("value", 0.5))
+
+
 def _probabilities(prob: ArrayLike, *, unit: bool = True) -> np.ndarray:
     values = np.asarray(prob, dtype=float)
     if values.ndim != 1:

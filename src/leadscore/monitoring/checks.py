@@ -10,6 +10,7 @@ import pandas as pd
 
 from leadscore.core.exceptions import ModelNotFoundError
 from leadscore.data.schema import prepare_features
+from leadscore.evaluation.decision import saved_threshold
 from leadscore.monitoring.drift import (
     DEFAULT_THRESHOLDS,
     DriftThresholds,
@@ -45,7 +46,7 @@ def drift_by_period(leads: pd.DataFrame, bundle: Any, version: str, *, times: pd
     features = prepare_features(leads, bundle.schema)
     if probabilities is None:
         probabilities = bundle.model.predict_proba(features)[:, 1]
-    threshold = float((bundle.metadata.get("threshold") or {}).get("value", 0.5))
+    threshold = saved_threshold(bundle.metadata)
     periods = period_of(times, by) if times is not None else pd.Series("all", index=leads.index)
     out = []
     for period in sorted(periods.unique()):

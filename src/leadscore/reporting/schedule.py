@@ -91,6 +91,7 @@ def _prepare_comparison(request: ReportRequest) -> dict[str, Any]:
 
 
 def _prepare_evaluation(request: ReportRequest) -> dict[str, Any]:
+    from leadscore.evaluation.decision import saved_threshold
     from leadscore.evaluation.holdout import measure_models, score_leads, true_probability
 
     registry = Registry(request.registry)
@@ -112,7 +113,7 @@ def _prepare_evaluation(request: ReportRequest) -> dict[str, Any]:
         predictions["true_probability"] = truth
     metrics = {"champion": meta.get("model"), **measure_models(
         predictions["label"], {"champion": predictions["champion"]},
-        threshold=float((meta.get("threshold") or {}).get("value", 0.5)),
+        threshold=saved_threshold(meta),
         threshold_info=meta.get("threshold"), truth=truth)}
     metrics_path, predictions_path = request.work / "metrics.json", request.work / "predictions.parquet"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float) + "\n")

@@ -54,7 +54,7 @@ from leadscore.data.schema import (
     prepare_features,
     prepare_lead,
 )
-from leadscore.evaluation.decision import DEFAULT_TIERS, Tier, assign_tiers, tiers_from_config
+from leadscore.evaluation.decision import Tier, assign_tiers, saved_tiers
 from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.segments import SegmentedModel
 from leadscore.scoring.explain import contributions
@@ -150,8 +150,7 @@ class Scorer:
     fast_path: bool = True
 
     def __post_init__(self) -> None:
-        saved = self.bundle.metadata.get("tiers")
-        self.tiers: tuple[Tier, ...] = tiers_from_config(saved) if saved else DEFAULT_TIERS
+        self.tiers: tuple[Tier, ...] = saved_tiers(self.bundle.metadata)
         self._compiled: CompiledModel | None = _NOT_COMPILED
         self._plan = _support_plan(self.schema)
         self._features = self.schema.feature_names

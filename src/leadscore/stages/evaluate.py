@@ -8,6 +8,7 @@ from typing import Any
 
 from leadscore.artifacts.bundle import load_bundle
 from leadscore.data.tables import read_table, write_table
+from leadscore.evaluation.decision import saved_threshold
 from leadscore.evaluation.holdout import measure_models, score_leads, true_probability, write_plot_data
 
 
@@ -26,7 +27,7 @@ def evaluate_models(models_dir: str | Path, test_path: str | Path, out_dir: str 
     y = predictions["label"].to_numpy()
     metrics = {"champion": meta.get("model"), **measure_models(
         y, {name: predictions[name] for name in bundles},
-        threshold=float(meta.get("threshold", {}).get("value", 0.5)),
+        threshold=saved_threshold(meta),
         threshold_info=meta.get("threshold", {}), truth=truth, bins=bins)}
     if truth is not None:
         predictions["true_probability"] = truth

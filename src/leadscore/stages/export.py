@@ -13,7 +13,7 @@ import pandas as pd
 from leadscore.artifacts.bundle import load_bundle, save_bundle
 from leadscore.core.hashing import folder_sha256
 from leadscore.data.tables import read_table
-from leadscore.evaluation.decision import DEFAULT_TIERS, tiers_from_config
+from leadscore.evaluation.decision import saved_threshold, saved_tiers
 from leadscore.evaluation.holdout import SEGMENT_COLUMNS, holdout_summary
 
 
@@ -23,11 +23,9 @@ def test_period_summary(predictions_path: str | Path, meta: dict[str, Any]) -> d
     created = pd.to_datetime(predictions["created_at"])
     where = (f"test period: the {len(predictions):,} most recent closed leads, created "
              f"{created.min():%Y-%m-%d} to {created.max():%Y-%m-%d}, never seen in training")
-    saved = meta.get("tiers")
     return holdout_summary(
         predictions["label"], predictions["champion"], where=where,
-        threshold=float((meta.get("threshold") or {}).get("value", 0.5)),
-        tiers=tiers_from_config(saved) if saved else DEFAULT_TIERS,
+        threshold=saved_threshold(meta), tiers=saved_tiers(meta),
         segments={c: predictions[c] for c in SEGMENT_COLUMNS if c in predictions},
         seed=int(meta.get("seed", 42)))
 
