@@ -125,3 +125,13 @@ def test_repeated_column_names_are_refused(tmp_path, suffix):
         book.save(path)
     with pytest.raises(DataValidationError, match="duplicate column names: age"):
         read_table(path)
+
+
+def test_utc_timestamp_reads_dates_as_utc_and_names_the_option_when_it_cannot():
+    from leadscore.core.exceptions import ConfigError
+    from leadscore.data.tables import utc_timestamp
+
+    assert utc_timestamp("2025-06-01", "--since") == pd.Timestamp("2025-06-01", tz="UTC")
+    assert utc_timestamp("2025-06-01T02:00+02:00", "--now") == pd.Timestamp("2025-06-01", tz="UTC")
+    with pytest.raises(ConfigError, match=r"^--since 'someday': expected a date such as 2025-06-01$"):
+        utc_timestamp("someday", "--since")

@@ -83,11 +83,11 @@ def _cmd_outcomes_import(args: argparse.Namespace) -> None:
 
 def _scores(args: argparse.Namespace, *, inputs: bool = False) -> tuple[pd.DataFrame, Any]:
     """Logged (or filed) scores and the engine of the store."""
-    from leadscore.data.tables import read_table
+    from leadscore.data.tables import read_table, utc_timestamp
     from leadscore.monitoring.predlog import read_log
 
     engine, log_table, outcomes_table = _store(args)
-    since = None if getattr(args, "since", None) is None else _timestamp(args.since)
+    since = None if getattr(args, "since", None) is None else utc_timestamp(args.since, "--since")
     if getattr(args, "scores", None):
         frame = read_table(args.scores)
         if args.version:
@@ -97,24 +97,13 @@ def _scores(args: argparse.Namespace, *, inputs: bool = False) -> tuple[pd.DataF
     return logged, (engine, outcomes_table)
 
 
-def _timestamp(text: str) -> Any:
-    import pandas as pd
-
-    from leadscore.core.exceptions import ConfigError
-
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise ConfigError(f"expected a date such as 2025-06-01, got {text!r}") from exc
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
-
-
 def _cmd_performance(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from leadscore.artifacts.registry import Registry
     from leadscore.core.exceptions import ModelNotFoundError
     from leadscore.core.jsonsafe import dumps
+    from leadscore.data.tables import utc_timestamp
     from leadscore.monitoring.labels import label_scores
     from leadscore.monitoring.outcomes import OutcomeStore
     from leadscore.monitoring.performance import realized_performance
@@ -134,7 +123,7 @@ def _cmd_performance(args: argparse.Namespace) -> None:
     window = args.window_days or (meta.get("snapshot") or {}).get("label_window_days") \
         or params.snapshot.label_window_days
     tiers = meta.get("tiers") or []
-    now = _timestamp(args.now) if args.now else pd.Timestamp.now(tz="UTC")
+    now = utc_timestamp(args.now, "--now") if args.now else pd.Timestamp.now(tz="UTC")
     labelled = label_scores(scores, outcomes, window_days=float(window), now=now)
     table = realized_performance(labelled, by=args.by, segment=args.segment,
                                  min_labelled=params.monitoring.min_labelled,
@@ -156,7 +145,7 @@ def _cmd_drift(args: argparse.Namespace) -> None:
     from leadscore.artifacts.registry import Registry
     from leadscore.core.exceptions import ConfigError
     from leadscore.core.jsonsafe import dumps
-    from leadscore.data.tables import read_table
+    from leadscore.data.tables import read_table, utc_timestamp
     from leadscore.monitoring.checks import drift_by_period
     from leadscore.monitoring.drift import DriftThresholds
 
@@ -171,7 +160,8 @@ def _cmd_drift(args: argparse.Namespace) -> None:
                 raise ConfigError(f"--since needs the time column '{args.time_column}' in {args.input}")
             import pandas as pd
 
-            leads = leads[pd.to_datetime(leads[args.time_column], utc=True) >= _timestamp(args.since)]
+            since = utc_timestamp(args.since, "--since")
+            leads = leads[pd.to_datetime(leads[args.time_column], utc=True) >= since]
         version = args.version or registry.active_version()
         if version is None:
             raise ConfigError(f"{registry.root}/ has no active model: give --version")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.core.exceptions import DataValidationError, InputFileError, TargetError
+from leadscore.core.exceptions import ConfigError, DataValidationError, InputFileError, TargetError
 from leadscore.core.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -295,3 +295,18 @@ def coerce_target(series: pd.Series, name: str | None = None) -> pd.Series:
         found = "no labelled rows" if len(classes) == 0 else f"only the value {int(classes[0])}"
         raise TargetError(f"target column '{name}' needs both classes (0 and 1), found {found}")
     return target
+
+
+def utc_timestamp(text: str, option: str) -> pd.Timestamp:
+    """A date or time given on the command line as a UTC timestamp (naive values are UTC).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``option`` (e.g. ``--since``) when ``text`` is not a date.
+    """
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {text!r}: expected a date such as 2025-06-01") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp

@@ -23,7 +23,7 @@ import pandas as pd
 from leadscore.artifacts.registry import Registry
 from leadscore.core.exceptions import ConfigError, DataValidationError, LeadscoreError
 from leadscore.core.files import atomic_write_text
-from leadscore.data.tables import read_table, write_table
+from leadscore.data.tables import read_table, utc_timestamp, write_table
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +192,7 @@ def run_report(name: str, *, model: str | None = None, since: str | None = None,
     if not notebook.exists():
         raise ConfigError(f"{notebook} not found: run `leadscore report` from the project folder "
                           f"(the one holding notebooks/ and params.yaml)")
-    start = None
-    if since is not None:
-        try:
-            start = pd.Timestamp(since)
-            start = start.tz_localize("UTC") if start.tzinfo is None else start
-        except ValueError as exc:
-            raise ConfigError(f"--since {since!r}: expected a date such as 2025-06-01") from exc
+    start = None if since is None else utc_timestamp(since, "--since")
     day = Path(out_dir).resolve() / (today or datetime.now(UTC).date()).isoformat()
     work = day / f"{name}_files"
     if work.exists():
