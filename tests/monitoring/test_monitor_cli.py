@@ -55,7 +55,8 @@ def setup(tmp_path_factory):
     early = week < 2
     OutcomeStore(engine, outcomes).record_many(
         [{"lead_id": new["lead_id"][i], "converted": bool(truth[i]),
-          "converted_at": scored_at[i] + timedelta(days=3) if truth[i] else None}
+          "converted_at": scored_at[i] + timedelta(days=3) if truth[i] else None,
+          "recorded_at": scored_at[i] + timedelta(days=3)}
          for i in np.flatnonzero(early)])
     return {"root": root, "db": db, "registry": root / "registry", "prob": prob, "truth": truth,
             "week": week, "version": version}
@@ -120,3 +121,82 @@ def test_monitor_performance_reads_a_batch_scores_file_the_same_way(setup, tmp_p
     from_log = json.loads(capsys.readouterr().out)["rows"]
     assert main(["monitor", "performance", "--scores", str(tmp_path / "scores.parquet"), *common]) == 0
     assert json.loads(capsys.readouterr().out)["rows"] == from_log
+
+
+def test_monitor_estimate_gives_intervals_for_open_weeks_and_a_backtest(setup, capsys):
+    common = ["--db", setup["db"], "--registry", str(setup["registry"]), "--by", "week",
+              "--window-days", "90", "--simulations", "200"]
+    assert main(["monitor", "estimate", *common, "--now", "2025-04-10", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["period"]: r for r in doc["rows"]}
+    assert doc["delay_adjusted"] is False  # no window has closed by 2025-04-10
+    late = rows["2025-03-24"]
+    mask = setup["week"] == 3
+    assert late["open"] == 300
+    assert late["est_conversion_rate"] == pytest.approx(setup["prob"][mask].mean(), abs=0.01)
+    assert late["est_conversion_rate_low"] < late["est_conversion_rate"] < late["est_conversion_rate_high"]
+    assert late["est_roc_auc_low"] < late["est_roc_auc"] < late["est_roc_auc_high"]
+    # once every window has closed, the two weeks with outcomes are matured: the backtest compares them
+    assert main(["monitor", "estimate", *common, "--now", "2025-08-01", "--backtest", "--json"]) == 0
+    back = json.loads(capsys.readouterr().out)
+    assert [r["period"] for r in back["rows"]] == ["2025-03-03", "2025-03-10", "2025-03-17", "2025-03-24"]
+    first = back["rows"][0]
+    assert first["real_conversion_rate"] == pytest.approx(setup["truth"][setup["week"] == 0].mean())
+    assert first["conversion_rate_within"] == (
+        first["conversion_rate_low"] <= first["real_conversion_rate"] <= first["conversion_rate_high"])
+    assert main(["monitor", "estimate", *common, "--now", "2025-08-01", "--backtest"]) == 0
+    assert "within the interval: conversion_rate" in capsys.readouterr().out
+
+
+def test_monitor_performance_reads_a_batch_scores_table_in_the_store(setup, tmp_path, capsys):
+    engine, log, _ = open_database(setup["db"], "predictions", "outcomes")
+    with engine.connect() as conn:
+        logged = pd.read_sql(sa.select(log.c.lead_id, log.c.model_version, log.c.probability, log.c.score,
+                                       log.c.tier, log.c.scored_at), conn)
+    db = f"sqlite:///{tmp_path / 'batch.db'}"
+    batch_engine, _, outcomes = open_database(db, "predictions", "outcomes")
+    logged.to_sql("lead_scores", batch_engine, index=False)
+    known = OutcomeStore(engine, open_database(setup["db"], "predictions", "outcomes")[2]).frame()
+    OutcomeStore(batch_engine, outcomes).record_many(
+        known.astype(object).where(known.notna(), None).to_dict("records"))
+    common = ["--registry", str(setup["registry"]), "--by", "week", "--window-days", "90",
+              "--now", "2025-04-10", "--json"]
+    assert main(["monitor", "performance", "--db", setup["db"], *common]) == 0
+    from_log = json.loads(capsys.readouterr().out)["rows"]
+    assert main(["monitor", "performance", "--db", db, "--scores-table", "lead_scores", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == from_log
+    assert main(["monitor", "performance", "--db", db, "--scores-table", "nope", *common]) == 2
+    assert "no table 'nope'" in capsys.readouterr().err
+
+
+def test_monitor_replay_logs_each_lead_once_at_its_snapshot(setup, tmp_path, capsys):
+    leads = make_flat_leads(300, seed=4).drop(columns="converted")
+    created = pd.date_range("2025-05-01", periods=300, freq="5h", tz="UTC")
+    snapshots = leads.assign(created_at=created, snapshot_at=created + pd.Timedelta(days=7))
+    snapshots.to_parquet(tmp_path / "snapshots.parquet")
+    converted = np.arange(300) % 4 == 0
+    pd.DataFrame({"lead_id": leads["lead_id"], "converted": converted.astype("int8"),
+                  "converted_at": (created + pd.Timedelta(days=20)).where(converted)}) \
+        .to_parquet(tmp_path / "outcomes.parquet")
+    db = f"sqlite:///{tmp_path / 'replay.db'}"
+    argv = ["monitor", "replay", "--snapshots", str(tmp_path / "snapshots.parquet"), "--outcomes",
+            str(tmp_path / "outcomes.parquet"), "--db", db, "--registry", str(setup["registry"]), "-q"]
+    assert main(argv) == 2  # a model fitted without a time column has no training window
+    assert "give the replay a start date" in capsys.readouterr().err
+    end = "2025-06-20"
+    for _ in range(2):  # a second run adds nothing
+        assert main([*argv, "--start", "2025-05-01", "--end", end, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+    expected = snapshots[snapshots["snapshot_at"] < pd.Timestamp(end, tz="UTC")]
+    assert doc["scored"] == len(expected)
+    engine, log, outcomes = open_database(db, "predictions", "outcomes")
+    with engine.connect() as conn:
+        stored = pd.read_sql(sa.select(log.c.lead_id, log.c.scored_at, log.c.request_id), conn)
+    assert len(stored) == len(expected) and stored["lead_id"].is_unique
+    at = pd.to_datetime(stored.set_index("lead_id")["scored_at"], utc=True)
+    pd.testing.assert_series_equal(at.sort_index(), expected.set_index("lead_id")["snapshot_at"].sort_index(),
+                                   check_names=False, check_freq=False, check_index_type=False)
+    recorded = OutcomeStore(engine, outcomes).frame()
+    conversions = (created + pd.Timedelta(days=20))[converted]
+    assert len(recorded) == int((conversions < pd.Timestamp(end, tz="UTC")).sum())
+    assert (recorded["recorded_at"] == recorded["converted_at"]).all()

@@ -9,31 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leadscore.cli.common import add_command, add_params_option, load_params_or_defaults
+from leadscore.cli.replay import add_replay_command
+from leadscore.cli.store import add_store_options, model_bundle, model_metadata, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
-    import sqlalchemy as sa
-
-STORE_HELP = "the store (default: SQLite predictions.db beside the registry, where `serve` logs scores)"
-
-
-def _store(args: argparse.Namespace) -> tuple[sa.Engine, sa.Table, sa.Table]:
-    from leadscore.artifacts.paths import default_store_url
-    from leadscore.artifacts.registry import Registry
-    from leadscore.monitoring.predlog import open_database
-
-    url = args.db or default_store_url(Path(args.registry) if args.registry else Registry.default_root())
-    return open_database(url, args.log_table, args.outcomes_table)
-
-
-def _add_store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="URL", help=STORE_HELP)
-    p.add_argument("--registry", metavar="PATH",
-                   help="model registry (default: $LEADSCORE_REGISTRY or registry)")
-    p.add_argument("--log-table", default="predictions", metavar="NAME", help="prediction log table")
-    p.add_argument("--outcomes-table", default="outcomes", metavar="NAME", help="outcomes table")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
-
 
 def _cmd_outcomes_import(args: argparse.Namespace) -> None:
     from leadscore.core.exceptions import ConfigError
@@ -62,7 +42,7 @@ def _cmd_outcomes_import(args: argparse.Namespace) -> None:
         rejects = Path(args.rejects or (f"{Path(args.input).with_suffix('')}.rejected.csv" if args.input
                                         else "outcomes.rejected.csv"))
         write_table(parsed.rejected, rejects)
-    engine, _, table = _store(args)
+    engine, _, table = open_store(args)
     stored = OutcomeStore(engine, table).record_many(parsed.rows)
     doc = {"rows": len(frame), "stored": stored, "rejected": len(parsed.rejected),
            "superseded": parsed.superseded, "rejects_file": None if rejects is None else str(rejects),
@@ -86,48 +66,58 @@ def _scores(args: argparse.Namespace, *, inputs: bool = False) -> tuple[pd.DataF
     from leadscore.data.tables import read_table, utc_timestamp
     from leadscore.monitoring.predlog import read_log
 
-    engine, log_table, outcomes_table = _store(args)
+    engine, log_table, outcomes_table = open_store(args)
     since = None if getattr(args, "since", None) is None else utc_timestamp(args.since, "--since")
     if getattr(args, "scores", None):
         frame = read_table(args.scores)
         if args.version:
             frame = frame[frame["model_version"].astype(str) == args.version]
         return frame, (engine, outcomes_table)
+    if getattr(args, "scores_table", None):
+        from leadscore.monitoring.predlog import read_scores_table
+
+        frame = read_scores_table(engine, args.scores_table, version=args.version, since=since)
+        return frame, (engine, outcomes_table)
     logged = read_log(engine, log_table, version=args.version, since=since, inputs=inputs)
     return logged, (engine, outcomes_table)
 
 
-def _cmd_performance(args: argparse.Namespace) -> None:
+def _labelled(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The scores joined to their outcomes as of ``--now``, with the label window and top tier used;
+    None when nothing was scored."""
     import pandas as pd
 
-    from leadscore.artifacts.registry import Registry
-    from leadscore.core.exceptions import ModelNotFoundError
-    from leadscore.core.jsonsafe import dumps
     from leadscore.data.tables import utc_timestamp
     from leadscore.monitoring.labels import label_scores
     from leadscore.monitoring.outcomes import OutcomeStore
-    from leadscore.monitoring.performance import realized_performance
 
     params = load_params_or_defaults(args)
     scores, (engine, outcomes_table) = _scores(args)
     if scores.empty:
-        print(dumps({"rows": []}) if args.json else "no scores logged yet")
-        return
+        return None
     outcomes = OutcomeStore(engine, outcomes_table).frame()
-    registry = Registry(Path(args.registry) if args.registry else Registry.default_root())
-    newest = str(scores["model_version"].astype(str).iloc[-1])
-    try:
-        meta = registry.show(args.version or newest)
-    except ModelNotFoundError:  # pruned, or scored from another registry: params.yaml's window applies
-        meta = {}
-    window = args.window_days or (meta.get("snapshot") or {}).get("label_window_days") \
-        or params.snapshot.label_window_days
+    meta = model_metadata(args, args.version or str(scores["model_version"].astype(str).iloc[-1]))
+    window = float(args.window_days or (meta.get("snapshot") or {}).get("label_window_days")
+                   or params.snapshot.label_window_days)
     tiers = meta.get("tiers") or []
     now = utc_timestamp(args.now, "--now") if args.now else pd.Timestamp.now(tz="UTC")
-    labelled = label_scores(scores, outcomes, window_days=float(window), now=now)
-    table = realized_performance(labelled, by=args.by, segment=args.segment,
-                                 min_labelled=params.monitoring.min_labelled,
-                                 top_tier=tiers[0]["name"] if tiers else None)
+    return {"scores": scores, "outcomes": outcomes, "window": window, "now": now, "params": params,
+            "top_tier": tiers[0]["name"] if tiers else None, "meta": meta,
+            "labelled": label_scores(scores, outcomes, window_days=window, now=now)}
+
+
+def _cmd_performance(args: argparse.Namespace) -> None:
+    from leadscore.core.jsonsafe import dumps
+    from leadscore.monitoring.performance import realized_performance
+
+    joined = _labelled(args)
+    if joined is None:
+        print(dumps({"rows": []}) if args.json else "no scores logged yet")
+        return
+    window, now = joined["window"], joined["now"]
+    table = realized_performance(joined["labelled"], by=args.by, segment=args.segment,
+                                 min_labelled=joined["params"].monitoring.min_labelled,
+                                 top_tier=joined["top_tier"])
     if args.json:
         print(dumps({"window_days": window, "now": now.isoformat(), "rows": table.to_dict("records")}))
         return
@@ -139,10 +129,60 @@ def _cmd_performance(args: argparse.Namespace) -> None:
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 
 
+def _cmd_estimate(args: argparse.Namespace) -> None:
+    from leadscore.core.jsonsafe import dumps
+    from leadscore.monitoring.estimate import backtest_estimates, conversion_delay_cdf, estimate_performance
+
+    joined = _labelled(args)
+    if joined is None:
+        print(dumps({"rows": []}) if args.json else "no scores logged yet")
+        return
+    window, now, top_tier = joined["window"], joined["now"], joined["top_tier"]
+    if args.backtest:
+        table = backtest_estimates(joined["scores"], joined["outcomes"], window_days=window, now=now,
+                                   by=args.by, lag_days=args.lag_days, top_tier=top_tier,
+                                   n_sim=args.simulations)
+        coverage = {name: (None if table.empty else float(table[f"{name}_within"].dropna().mean()))
+                    for name in ("conversion_rate", "roc_auc", "top_tier_rate")}
+        if args.json:
+            print(dumps({"window_days": window, "now": now.isoformat(), "lag_days": args.lag_days,
+                         "coverage": coverage, "rows": table.to_dict("records")}))
+            return
+        if table.empty:
+            print(f"no {args.by} has matured yet (label window {window:g} days, as of {now:%Y-%m-%d})")
+            return
+        print(f"estimates made {args.lag_days:g} days after each {args.by} ended, against the realized "
+              f"values once every label matured (95% intervals, as of {now:%Y-%m-%d})")
+        for name in ("conversion_rate", "roc_auc", "top_tier_rate"):
+            table[name] = [f"{e:.3f} [{lo:.3f}, {hi:.3f}] {r:.3f} {'in' if w else 'OUT'}"
+                           if w is not None else "-" for e, lo, hi, r, w in zip(
+                               table[f"est_{name}"], table[f"{name}_low"], table[f"{name}_high"],
+                               table[f"real_{name}"], table[f"{name}_within"], strict=True)]
+        print(table[["model_version", "period", "leads", "open_then", "conversion_rate", "roc_auc",
+                     "top_tier_rate"]].to_string(index=False))
+        print("within the interval: " + ", ".join(
+            f"{name} {share:.0%}" for name, share in coverage.items() if share is not None))
+        return
+    delay = conversion_delay_cdf(joined["labelled"], window_days=window, now=now)
+    table = estimate_performance(joined["labelled"], now=now, by=args.by, delay=delay, top_tier=top_tier,
+                                 n_sim=args.simulations)
+    if args.json:
+        print(dumps({"window_days": window, "now": now.isoformat(), "delay_adjusted": delay is not None,
+                     "rows": table.to_dict("records")}))
+        return
+    print(f"estimated performance as of {now:%Y-%m-%d} from the calibrated scores (95% intervals); "
+          + ("open leads discounted by the time they have gone without converting"
+             if delay is not None else "no matured conversions yet to measure conversion delays"))
+    for name in ("conversion_rate", "roc_auc", "top_tier_rate"):
+        table[name] = [f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if e == e else "-" for e, lo, hi in zip(
+            table[f"est_{name}"], table[f"est_{name}_low"], table[f"est_{name}_high"], strict=True)]
+    print(table[["model_version", "period", "leads", "open", "conversion_rate", "roc_auc",
+                 "top_tier_rate"]].to_string(index=False))
+
+
 def _cmd_drift(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
-    from leadscore.artifacts.registry import Registry
     from leadscore.core.exceptions import ConfigError
     from leadscore.core.jsonsafe import dumps
     from leadscore.data.tables import read_table, utc_timestamp
@@ -151,7 +191,6 @@ def _cmd_drift(args: argparse.Namespace) -> None:
 
     params = load_params_or_defaults(args).monitoring
     thresholds = DriftThresholds.from_settings(params)
-    registry = Registry(Path(args.registry) if args.registry else Registry.default_root())
     results = []
     if args.input:
         leads = read_table(args.input)
@@ -162,18 +201,17 @@ def _cmd_drift(args: argparse.Namespace) -> None:
 
             since = utc_timestamp(args.since, "--since")
             leads = leads[pd.to_datetime(leads[args.time_column], utc=True) >= since]
-        version = args.version or registry.active_version()
-        if version is None:
-            raise ConfigError(f"{registry.root}/ has no active model: give --version")
+        bundle = model_bundle(args, args.version)
+        version = args.version or str(bundle.metadata.get("version") or args.model)
         times = leads.get(args.time_column)
-        results = drift_by_period(leads.reset_index(drop=True), registry.load(version), version,
+        results = drift_by_period(leads.reset_index(drop=True), bundle, version,
                                   times=None if times is None else times.reset_index(drop=True),
                                   by=args.by, thresholds=thresholds, ignore=params.ignore)
     else:
         scores, _ = _scores(args, inputs=True)
         for version, part in scores.groupby("model_version", sort=True):
             part = part.reset_index(drop=True)
-            results += drift_by_period(part, registry.load(str(version)), str(version),
+            results += drift_by_period(part, model_bundle(args, str(version)), str(version),
                                        times=part["scored_at"], probabilities=part["probability"].to_numpy(),
                                        by=args.by, thresholds=thresholds, ignore=params.ignore)
     if args.json:
@@ -192,7 +230,7 @@ def _cmd_drift(args: argparse.Namespace) -> None:
 
 
 def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
-    """Add ``leadscore outcomes import`` and ``leadscore monitor {performance,drift}`` to ``commands``."""
+    """Add ``leadscore outcomes import`` and ``leadscore monitor {performance,estimate,drift,replay}``."""
     outcomes = commands.add_parser("outcomes", help="import what became of scored leads",
                                    description="Outcomes (converted or not, and when) per lead.")
     sub = outcomes.add_subparsers(dest="outcomes_command", required=True, metavar="SUBCOMMAND")
@@ -216,7 +254,7 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--converted-at", default="converted_at", metavar="COL",
                    help="conversion time column, optional (default: %(default)s)")
     p.add_argument("--rejects", metavar="FILE", help="where unreadable rows go (default: INPUT.rejected.csv)")
-    _add_store_options(p)
+    add_store_options(p)
 
     monitor = commands.add_parser("monitor", help="realized performance and drift of the scores",
                                   description="Checks of the models in production, on the store.")
@@ -231,13 +269,39 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
         "  leadscore monitor performance --by week\n"
         "  leadscore monitor performance --scores scores.parquet --segment vertical --json")
     p.add_argument("--scores", metavar="FILE", help="a batch scores file instead of the prediction log")
+    p.add_argument("--scores-table", metavar="NAME", help="a batch scores table in --db instead of the log")
     p.add_argument("--version", metavar="V", help="only this model version")
     p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
     p.add_argument("--segment", metavar="COL", help="also split by this column of the scores")
     p.add_argument("--window-days", type=float, metavar="N",
                    help="label window (default: the model's, else params.yaml snapshot.label_window_days)")
     p.add_argument("--now", metavar="DATE", help="judge label maturity as of DATE (default: now)")
-    _add_store_options(p)
+    add_store_options(p)
+    add_params_option(p)
+    p = add_command(sub, "estimate", _cmd_estimate, "estimated performance of periods whose labels are open",
+        "Estimate each period's conversion, ROC-AUC and top-tier conversion before its labels\n"
+        "mature, from the calibrated scores: the open leads' outcomes are drawn from their\n"
+        "probabilities (discounted by how long they have gone without converting, using the\n"
+        "conversion delays of matured leads) and the final labels enter as they are. The\n"
+        "estimate holds while the model stays calibrated; `monitor drift` says when it may not.\n"
+        "--backtest checks it: for every period now matured, the estimate made when the period\n"
+        "ended (plus --lag-days) against the realized values.\n\n"
+        "examples:\n"
+        "  leadscore monitor estimate --by week\n"
+        "  leadscore monitor estimate --backtest --by week --now 2025-08-31 --json")
+    p.add_argument("--scores", metavar="FILE", help="a batch scores file instead of the prediction log")
+    p.add_argument("--scores-table", metavar="NAME", help="a batch scores table in --db instead of the log")
+    p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
+    p.add_argument("--window-days", type=float, metavar="N",
+                   help="label window (default: the model's, else params.yaml snapshot.label_window_days)")
+    p.add_argument("--now", metavar="DATE", help="estimate as of DATE (default: now)")
+    p.add_argument("--backtest", action="store_true", help="check past estimates against realized values")
+    p.add_argument("--lag-days", type=float, default=0.0, metavar="N",
+                   help="backtest: estimate N days after each period ended (default: %(default)s)")
+    p.add_argument("--simulations", type=int, default=400, metavar="N",
+                   help="label draws per period (default: %(default)s)")
+    add_store_options(p)
     add_params_option(p)
     p = add_command(sub, "drift", _cmd_drift, "drift of the scored leads against the training profile",
         "Compare each period's scored leads with the profile saved in the model at training time:\n"
@@ -255,5 +319,6 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--since", metavar="DATE", help="only leads scored (or created, with --input) since DATE")
     p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
     p.add_argument("--top", type=int, default=5, metavar="N", help="drifted features shown per period")
-    _add_store_options(p)
+    add_store_options(p)
     add_params_option(p)
+    add_replay_command(sub)

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadscore.core.database import UtcDateTime, make_engine
-from leadscore.core.exceptions import StoreError
+from leadscore.core.exceptions import DataValidationError, StoreError
 from leadscore.core.files import private_file
 from leadscore.monitoring.journal import ENTRY, Journal, JournalClosed, Rows
 
@@ -330,4 +330,35 @@ def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
     if inputs:
         fields = pd.DataFrame(list(frame.pop("inputs")), index=frame.index)
         frame = frame.join(fields[[c for c in fields.columns if c not in frame.columns]])
+    return frame
+
+
+def read_scores_table(engine: sa.Engine, name: str, *, version: str | None = None,
+                      since: datetime | None = None) -> pd.DataFrame:
+    """A batch scores table (what ``leadscore score`` writes to a database) in the log's shape.
+
+    Raises
+    ------
+    DataValidationError
+        If the table does not exist or lacks the score columns.
+    """
+    schema, table_name = _split(name)
+    try:
+        table = sa.Table(table_name, sa.MetaData(schema=schema), autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        raise DataValidationError(f"no table {name!r} in {engine.url.render_as_string(hide_password=True)}") \
+            from None
+    needed = ("lead_id", "model_version", "probability", "scored_at")
+    missing = [c for c in needed if c not in table.c]
+    if missing:
+        raise DataValidationError(f"table {name!r} is not a scores table: missing {', '.join(missing)}")
+    columns = [table.c[c] for c in (*needed, "score", "tier") if c in table.c]
+    query = sa.select(*columns).order_by(table.c.scored_at)
+    if version is not None:
+        query = query.where(table.c.model_version == version)
+    if since is not None:
+        query = query.where(table.c.scored_at >= since)
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
     return frame
