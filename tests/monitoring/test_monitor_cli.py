@@ -200,3 +200,43 @@ def test_monitor_replay_logs_each_lead_once_at_its_snapshot(setup, tmp_path, cap
     conversions = (created + pd.Timedelta(days=20))[converted]
     assert len(recorded) == int((conversions < pd.Timestamp(end, tz="UTC")).sum())
     assert (recorded["recorded_at"] == recorded["converted_at"]).all()
+
+
+def test_monitor_check_stores_exports_and_posts_the_alert(setup, tmp_path, capsys):
+    from prometheus_client.parser import text_string_to_metric_families
+    from webhook_support import Receiver
+
+    from leadscore.monitoring.exposition import load_states
+
+    receiver = Receiver([503])
+    try:
+        argv = ["monitor", "check", "--db", setup["db"], "--registry", str(setup["registry"]),
+                "--now", "2025-04-10", "--window-days", "90", "--simulations", "100",
+                "--prometheus-textfile", str(tmp_path / "m.prom"), "--webhook", receiver.url]
+        assert main([*argv, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["state"] == "alert" and doc["webhook"]["delivered"] and doc["webhook"]["attempts"] == 2
+        budget = next(s for s in doc["states"] if s["subject"] == "budget")
+        assert (budget["check"], budget["period"], budget["state"]) == ("drift", "2025-03-24", "alert")
+        assert "`budget`" in receiver.bodies[-1]["text"]
+        engine, _, _ = open_database(setup["db"], "predictions", "outcomes")
+        stored, _ = load_states(engine)
+        assert {"budget", "score"} <= {s.subject for s in stored if s.state == "alert"}
+        # the latest week with labels (2025-03-10) is judged against the held-out ROC-AUC
+        perf = next(s for s in stored if s.check == "performance")
+        mask = setup["week"] == 1
+        assert perf.period == "2025-03-10"
+        assert perf.value == pytest.approx(roc_auc_score(setup["truth"][mask], setup["prob"][mask]), abs=1e-6)
+        text = (tmp_path / "m.prom").read_text()
+        gauges = {(s.name, s.labels.get("subject")): s.value
+                  for f in text_string_to_metric_families(text) for s in f.samples}
+        assert gauges[("leadscore_monitor_state", "budget")] == 2
+        assert main([*argv, "--fail-on", "alert"]) == 3
+        assert "ALERT drift" in capsys.readouterr().out
+    finally:
+        receiver.close()
+    # a webhook that cannot be reached: one warning line, the states still stored, status 0
+    assert main([*argv[:-2], "--webhook", receiver.url, "--webhook-attempts", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: webhook not delivered after 2 attempt(s)")
+    assert len(captured.err.strip().splitlines()) == 1

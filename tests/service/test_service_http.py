@@ -177,7 +177,12 @@ def run_load(url: str, stop: threading.Event, outcomes: list[Outcome], payloads:
                 versions = {body["model_version"]} if body else set()
                 if body and batch:
                     versions |= {r["model_version"] for r in body["results"]}
-                detail = None if body else str(response.json().get("detail"))
+                detail = None
+                if not body:  # an error: its JSON detail, or the start of whatever else came back
+                    try:
+                        detail = str(response.json().get("detail"))
+                    except ValueError:
+                        detail = f"(not JSON) {response.text[:200]!r}"
                 outcomes.append(Outcome(sent, time.monotonic(), response.status_code, frozenset(versions),
                                         batch, body.get("request_id"), detail))
                 i += connections
@@ -352,11 +357,39 @@ def check_hot_switch_under_load(server: Server, deployment: dict[str, Any]) -> N
     assert f"serving model {v2} (was {v1})" in log and f"serving model {v1} (was {v2})" in log
 
 
+def check_monitor_states_on_metrics(server: Server) -> None:
+    """What `leadscore monitor check` saves in the store appears on /metrics of every worker (re-read at
+    most every 5 s), and the page passes promtool."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from leadscore.artifacts.paths import default_store_url
+    from leadscore.monitoring.alerts import CheckState
+    from leadscore.monitoring.exposition import save_states
+
+    engine = sa.create_engine(default_store_url(server.registry))
+    save_states(engine, [CheckState("drift", "v9", "source", "2025-05-05", "alert", "PSI 1.5", 1.5)],
+                datetime.now(UTC))
+    engine.dispose()
+    wanted = 'leadscore_monitor_state{check="drift",model_version="v9",subject="source"} 2.0'
+    deadline = time.monotonic() + 20
+    pages: list[str] = []
+    while time.monotonic() < deadline and (len(pages) < 6 or not all(wanted in p for p in pages[-6:])):
+        pages.append(httpx.get(f"{server.url}/metrics").text)
+        time.sleep(0.2)
+    assert all(wanted in p for p in pages[-6:]), pages[-1][-2000:]
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: `make system` installs Debian's prometheus package"
+    check = subprocess.run([promtool, "check", "metrics"], input=pages[-1].encode(), capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()
+
+
 def test_cli_server_two_workers(server: Server, deployment: dict[str, Any]) -> None:
     """``leadscore serve --workers 2``: one server (it starts slowly) for every check, then SIGTERM."""
     check_auth_limits_and_no_key_in_logs(server)
     check_no_delayed_ack_stalls(server)
     check_metrics_add_up_all_workers(server)
+    check_monitor_states_on_metrics(server)
     check_hot_switch_under_load(server, deployment)
     outcomes = sigterm_under_load(server, lead_payloads(deployment["schema"]))
     db = deployment["registry"].root.parent / "predictions.db"   # the default log, next to the registry

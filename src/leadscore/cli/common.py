@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from leadscore.core.config import Params
 
-Handler = Callable[[argparse.Namespace], None]
+Handler = Callable[[argparse.Namespace], int | None]  # the exit status; None is 0
 
 
 def load_params_arg(args: argparse.Namespace) -> Params:

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=max(logging.DEBUG, logging.WARNING - 10 * args.verbose),
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        status = args.func(args)
     except LeadscoreError as exc:
         print(f"leadscore {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leadscore: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ def _labelled(args: argparse.Namespace) -> dict[str, Any] | None:
     import pandas as pd
 
     from leadscore.data.tables import utc_timestamp
+    from leadscore.evaluation.decision import saved_tiers
     from leadscore.monitoring.labels import label_scores
     from leadscore.monitoring.outcomes import OutcomeStore
 
@@ -99,10 +100,10 @@ def _labelled(args: argparse.Namespace) -> dict[str, Any] | None:
     meta = model_metadata(args, args.version or str(scores["model_version"].astype(str).iloc[-1]))
     window = float(args.window_days or (meta.get("snapshot") or {}).get("label_window_days")
                    or params.snapshot.label_window_days)
-    tiers = meta.get("tiers") or []
+    tiers = saved_tiers(meta)
     now = utc_timestamp(args.now, "--now") if args.now else pd.Timestamp.now(tz="UTC")
     return {"scores": scores, "outcomes": outcomes, "window": window, "now": now, "params": params,
-            "top_tier": tiers[0]["name"] if tiers else None, "meta": meta,
+            "top_tier": tiers[0].name if tiers else None, "meta": meta,
             "labelled": label_scores(scores, outcomes, window_days=window, now=now)}
 
 
@@ -229,6 +230,69 @@ def _cmd_drift(args: argparse.Namespace) -> None:
             print(f"    ... {len(flagged) - args.top} more (--top N, or --json)")
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    import sys
+
+    import pandas as pd
+
+    from leadscore.core.jsonsafe import dumps
+    from leadscore.data.tables import utc_timestamp
+    from leadscore.monitoring.alerts import LEVELS, overall_state, raised
+    from leadscore.monitoring.checks import run_checks
+    from leadscore.monitoring.exposition import save_states, write_textfile
+    from leadscore.monitoring.outcomes import OutcomeStore
+    from leadscore.monitoring.webhook import post_json, slack_message
+
+    params = load_params_or_defaults(args)
+    scores, (engine, outcomes_table) = _scores(args, inputs=True)
+    now = utc_timestamp(args.now, "--now") if args.now else pd.Timestamp.now(tz="UTC")
+    if not scores.empty:
+        scores = scores[scores["scored_at"] <= now]
+    window = float(args.window_days or params.snapshot.label_window_days)
+    bundles: dict[str, Any] = {}
+
+    def bundle_of(version: str) -> Any:
+        if version not in bundles:
+            bundles[version] = model_bundle(args, version)
+        return bundles[version]
+
+    report = run_checks(scores, OutcomeStore(engine, outcomes_table).frame(), bundle_of, now=now,
+                        window_days=window, settings=params.monitoring, by=args.by,
+                        n_sim=args.simulations)
+    checked_at = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    save_states(engine, report.states, checked_at)
+    textfile = None if args.prometheus_textfile is None else \
+        str(write_textfile(args.prometheus_textfile, report.states, checked_at))
+    shown = raised(report.states)
+    delivery = None
+    if args.webhook and shown:
+        delivery = post_json(args.webhook, slack_message(shown), attempts=args.webhook_attempts)
+        if not delivery.delivered:
+            print(f"warning: webhook not delivered after {delivery.attempts} attempt(s): {delivery.error}; "
+                  "the states are stored and exported all the same", file=sys.stderr)
+    state = overall_state(report.states)
+    if args.json:
+        print(dumps({"now": now.isoformat(), "state": state, "states": [s.as_dict() for s in report.states],
+                     "prometheus_textfile": textfile,
+                     "webhook": None if delivery is None else vars(delivery)}))
+    else:
+        print(f"monitoring as of {now:%Y-%m-%d}: {state.upper()} ({len(report.states)} checks, "
+              f"{sum(s.state == 'alert' for s in shown)} alert(s), {sum(s.state == 'warn' for s in shown)} "
+              f"warning(s)); states saved to {engine.url.render_as_string(hide_password=True)}")
+        for s in shown[:args.top]:
+            print(f"  {s.state.upper():<5} {s.check:<21} {s.model_version}  {s.subject:<24} {s.period}  "
+                  f"{s.reason}")
+        if len(shown) > args.top:
+            print(f"  ... {len(shown) - args.top} more (--top N, or --json)")
+        if textfile:
+            print(f"Prometheus gauges written to {textfile}")
+        if delivery is not None and delivery.delivered:
+            print(f"posted {len(shown)} raised state(s) to the webhook")
+    if args.fail_on and LEVELS[state] >= LEVELS[args.fail_on]:
+        return 3
+    return 0
+
+
 def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``leadscore outcomes import`` and ``leadscore monitor {performance,estimate,drift,replay}``."""
     outcomes = commands.add_parser("outcomes", help="import what became of scored leads",
@@ -301,6 +365,36 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
                    help="backtest: estimate N days after each period ended (default: %(default)s)")
     p.add_argument("--simulations", type=int, default=400, metavar="N",
                    help="label draws per period (default: %(default)s)")
+    add_store_options(p)
+    add_params_option(p)
+    p = add_command(sub, "check", _cmd_check, "every check, its alert states, Prometheus and webhook",
+        "Run drift, realized and estimated performance for every logged model version and\n"
+        "judge each version's latest period: ok, warn or alert with a reason, per feature\n"
+        "(PSI), for the score, and for ROC-AUC against the model's held-out value (realized,\n"
+        "or estimated while labels are open; monitoring.auc_drop_warn/alert in params.yaml).\n"
+        "The states replace the store's monitor_states table, which `leadscore serve` exports\n"
+        "on /metrics as leadscore_monitor_state (0 ok, 1 warn, 2 alert). --prometheus-textfile\n"
+        "writes the same gauges for node_exporter; --webhook posts the raised states as\n"
+        "Slack-compatible JSON, retried; a failing webhook is reported, never fatal.\n\n"
+        "exit status: 0, or 3 when --fail-on is given and the worst state reaches it\n\n"
+        "examples:\n"
+        "  leadscore monitor check --prometheus-textfile /var/lib/node_exporter/leadscore.prom\n"
+        "  leadscore monitor check --webhook https://hooks.slack.com/services/... --fail-on alert")
+    p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--since", metavar="DATE", help="only leads scored since DATE")
+    p.add_argument("--by", choices=("week", "month"), default="week", help="period (default: %(default)s)")
+    p.add_argument("--now", metavar="DATE", help="check as of DATE (default: now)")
+    p.add_argument("--window-days", type=float, metavar="N",
+                   help="label window (default: params.yaml snapshot.label_window_days)")
+    p.add_argument("--prometheus-textfile", metavar="PATH", help="also write the gauges to PATH (.prom)")
+    p.add_argument("--webhook", metavar="URL", help="post raised states here (Slack-compatible JSON)")
+    p.add_argument("--webhook-attempts", type=int, default=4, metavar="N",
+                   help="tries before giving up on the webhook (default: %(default)s)")
+    p.add_argument("--fail-on", choices=("warn", "alert"), help="exit with status 3 from this state")
+    p.add_argument("--simulations", type=int, default=400, metavar="N",
+                   help="label draws per period for the estimate (default: %(default)s)")
+    p.add_argument("--top", type=int, default=15, metavar="N",
+                   help="raised states shown (default: %(default)s)")
     add_store_options(p)
     add_params_option(p)
     p = add_command(sub, "drift", _cmd_drift, "drift of the scored leads against the training profile",

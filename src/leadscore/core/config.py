@@ -80,6 +80,8 @@ class MonitoringParams:
     psi_alert: float = 0.25      # ... alert from here
     min_rows: int = 200          # fewer scored leads in a period: the drift check says "too few"
     min_labelled: int = 100      # fewer matured labels in a period: no realized ROC-AUC
+    auc_drop_warn: float = 0.05  # ROC-AUC below the model's held-out value by this share: warn
+    auc_drop_alert: float = 0.10  # ... alert (realized; estimated: when its whole interval is below)
     ignore: tuple[str, ...] = ()  # features not checked for drift (calendar features differ by design)
 
 

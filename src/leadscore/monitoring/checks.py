@@ -1,16 +1,26 @@
-"""Monitoring checks over periods: drift of each period's scored leads against the model's profile."""
+"""Monitoring checks over periods: drift of each period's scored leads against the model's profile, and
+one run of every check (:func:`run_checks`) with the alert states it raises."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from leadscore.core.config import MonitoringParams
 from leadscore.core.exceptions import ModelNotFoundError
 from leadscore.data.schema import prepare_features
-from leadscore.evaluation.decision import saved_threshold
+from leadscore.evaluation.decision import saved_threshold, saved_tiers
+from leadscore.monitoring.alerts import (
+    CheckState,
+    baseline_auc,
+    drift_states,
+    estimate_states,
+    performance_states,
+)
 from leadscore.monitoring.drift import (
     DEFAULT_THRESHOLDS,
     DriftThresholds,
@@ -18,7 +28,9 @@ from leadscore.monitoring.drift import (
     score_drift,
     worst_state,
 )
-from leadscore.monitoring.performance import period_of
+from leadscore.monitoring.estimate import conversion_delay_cdf, estimate_performance
+from leadscore.monitoring.labels import label_scores
+from leadscore.monitoring.performance import period_of, realized_performance
 
 
 def reference_of(meta: Mapping[str, Any], version: str) -> Mapping[str, Any]:
@@ -57,3 +69,48 @@ def drift_by_period(leads: pd.DataFrame, bundle: Any, version: str, *, times: pd
         out.append({"model_version": version, "period": period, "n": int(mask.sum()),
                     "state": worst_state(states), "score": score, "features": table.to_dict("records")})
     return out
+
+
+@dataclass
+class CheckReport:
+    """Everything one monitoring run measured, and the alert states drawn from it."""
+
+    now: pd.Timestamp
+    drift: list[dict[str, Any]]
+    performance: pd.DataFrame
+    estimate: pd.DataFrame
+    states: list[CheckState] = field(default_factory=list)
+
+
+def run_checks(scores: pd.DataFrame, outcomes: pd.DataFrame, bundle_of: Callable[[str], Any], *,
+               now: pd.Timestamp, window_days: float, settings: MonitoringParams,
+               by: str = "week", n_sim: int = 400) -> CheckReport:
+    """Drift, realized and estimated performance of every model version in ``scores`` (logged scores
+    with their input fields), and the alert states of each version's latest judged period.
+
+    ``bundle_of(version)`` returns the version's bundle (its profile, tiers and held-out ROC-AUC).
+    """
+    thresholds = DriftThresholds.from_settings(settings)
+    drift: list[dict[str, Any]] = []
+    performance, estimate, baselines = [], [], {}
+    labelled_all = label_scores(scores, outcomes, window_days=window_days, now=now)
+    delay = conversion_delay_cdf(labelled_all, window_days=window_days, now=now)
+    for version, part in scores.groupby(scores["model_version"].astype(str), sort=True):
+        bundle = bundle_of(str(version))
+        tiers = saved_tiers(bundle.metadata)
+        top = tiers[0].name if tiers else None
+        baselines[str(version)] = baseline_auc(bundle.metadata)
+        part = part.reset_index(drop=True)
+        drift += drift_by_period(part, bundle, str(version), times=part["scored_at"],
+                                 probabilities=part["probability"].to_numpy(), by=by,
+                                 thresholds=thresholds, ignore=settings.ignore)
+        labelled = labelled_all[labelled_all["model_version"] == str(version)]
+        performance.append(realized_performance(labelled, by=by, min_labelled=settings.min_labelled,
+                                                top_tier=top))
+        estimate.append(estimate_performance(labelled, now=now, by=by, delay=delay, top_tier=top,
+                                             n_sim=n_sim))
+    perf = pd.concat(performance, ignore_index=True) if performance else pd.DataFrame()
+    est = pd.concat(estimate, ignore_index=True) if estimate else pd.DataFrame()
+    states = [*drift_states(drift), *performance_states(perf, baselines, settings),
+              *estimate_states(est, baselines, settings)]
+    return CheckReport(now, drift, perf, est, states)

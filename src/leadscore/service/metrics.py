@@ -20,6 +20,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
@@ -38,6 +39,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.monitor_states: CollectorRegistry | None = None
         reg = self.registry
         self.requests = Counter("leadscore_http_requests", "HTTP requests by endpoint, method and status",
                                 ["endpoint", "method", "status"], registry=reg)
@@ -80,13 +82,20 @@ class ServiceMetrics:
             self.model_switches.inc()
         self.model_loaded.labels(version).set(1)
 
+    def export_monitor_states(self, collector: Collector) -> None:
+        """Add the monitoring checks' alert states (read from the store by ``collector``) to /metrics."""
+        self.monitor_states = CollectorRegistry()
+        self.monitor_states.register(collector)
+
     def render(self) -> bytes:
-        """The text exposition format: this process's metrics, or all workers' in multiprocess mode."""
+        """The text exposition format: this process's metrics, or all workers' in multiprocess mode,
+        then the monitoring states (the same for every worker: they come from the store)."""
+        states = b"" if self.monitor_states is None else generate_latest(self.monitor_states)
         if multiprocess_mode():
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)
-            return generate_latest(merged)
-        return generate_latest(self.registry)
+            return generate_latest(merged) + states
+        return generate_latest(self.registry) + states
 
 
 def mark_process_dead(pid: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ from pydantic import BaseModel
 
 from leadscore.artifacts.registry import Registry
 from leadscore.core.exceptions import ConfigError
+from leadscore.monitoring.alerts import CheckState
+from leadscore.monitoring.exposition import StatesCollector, load_states
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
@@ -26,6 +29,8 @@ from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
 from leadscore.service.ratelimit import TokenBuckets
 from leadscore.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 RATE_FILE = "ratelimit.bin"
 
@@ -87,12 +92,21 @@ class Service:
             on_failure=metrics.log_failures.inc)
         self._predlog.start()
         self._outcomes = OutcomeStore(self._engine, outcome_table)
+        metrics.export_monitor_states(StatesCollector(self._monitor_states))
         # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
         # keeps answering single leads (about a millisecond each: scored inline), /health and /metrics
         self._batch_limiter = anyio.CapacityLimiter(1)
         self.holder.refresh(force=True)
         self.holder.start()
         self.draining.install()
+
+    def _monitor_states(self) -> tuple[list[CheckState], datetime | None]:
+        """The states `leadscore monitor check` last saved in the store (none while it is unreachable)."""
+        try:
+            return load_states(self._engine) if self._engine is not None else ([], None)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("cannot read the monitoring states: %s", str(getattr(exc, "orig", exc)).strip())
+            return [], None
 
     def stop(self) -> None:
         """Stop following the registry, write every buffered log row, close the database."""
