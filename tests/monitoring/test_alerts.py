@@ -37,9 +37,11 @@ STATES = [CheckState("drift", "v1", "source", "2025-05-05", "alert", "PSI 1.478;
 
 def _perf(auc: float) -> pd.DataFrame:
     return pd.DataFrame([{"model_version": "v1", "period": "2025-03-03", "roc_auc": 0.9, "roc_auc_low": 0.8,
-                          "roc_auc_high": 0.95, "labelled": 500},
+                          "roc_auc_high": 0.95, "labelled": 500, "open": 0},
                          {"model_version": "v1", "period": "2025-03-10", "roc_auc": auc,
-                          "roc_auc_low": auc - .05, "roc_auc_high": auc + .05, "labelled": 500}])
+                          "roc_auc_low": auc - .05, "roc_auc_high": auc + .05, "labelled": 500, "open": 0},
+                         {"model_version": "v1", "period": "2025-03-17", "roc_auc": 0.5, "roc_auc_low": 0.4,
+                          "roc_auc_high": 0.6, "labelled": 300, "open": 200}])  # still maturing: not judged
 
 
 @pytest.mark.parametrize(("auc", "state"), [(0.79, "ok"), (0.761, "ok"), (0.759, "warn"), (0.721, "warn"),

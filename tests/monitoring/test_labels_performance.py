@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from leadscore.monitoring.labels import CONVERTED, EXPIRED, LATE, LOST, OPEN, label_scores
-from leadscore.monitoring.performance import period_of, realized_performance
+from leadscore.monitoring.performance import calibration_by_period, period_of, realized_performance
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -69,3 +69,21 @@ def test_realized_performance_matches_sklearn_and_needs_enough_labels():
     assert strict["note"].str.contains("need 10000").all()
     by_segment = realized_performance(frame, by="month", segment="segment")
     assert set(by_segment["segment"]) == {"a", "b"}
+
+
+def test_calibration_curve_per_matured_period_by_hand():
+    # two weeks of 100 leads; the second still has an open lead, so only the first gets a curve
+    rng = np.random.default_rng(4)
+    p = rng.random(200)
+    frame = pd.DataFrame({"model_version": "v1", "probability": p,
+                          "label": (rng.random(200) < p).astype(float),
+                          "scored_at": pd.to_datetime(["2025-03-03"] * 100 + ["2025-03-10"] * 100, utc=True)})
+    frame.loc[150, "label"] = np.nan
+    curves = calibration_by_period(frame, by="week", bins=4, min_labelled=50)
+    assert list(curves["period"].unique()) == ["2025-03-03"] and list(curves["bin"]) == [1, 2, 3, 4]
+    first = frame.iloc[:100].sort_values("probability")
+    for b, part in enumerate(np.array_split(first, 4)):
+        row = curves.iloc[b]
+        assert row["count"] == 25
+        assert row["predicted"] == pytest.approx(part["probability"].mean(), abs=1e-5)
+        assert row["observed"] == pytest.approx(part["label"].mean(), abs=1e-5)

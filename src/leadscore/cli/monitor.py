@@ -109,7 +109,7 @@ def _labelled(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _cmd_performance(args: argparse.Namespace) -> None:
     from leadscore.core.jsonsafe import dumps
-    from leadscore.monitoring.performance import realized_performance
+    from leadscore.monitoring.performance import calibration_by_period, realized_performance
 
     joined = _labelled(args)
     if joined is None:
@@ -120,7 +120,10 @@ def _cmd_performance(args: argparse.Namespace) -> None:
                                  min_labelled=joined["params"].monitoring.min_labelled,
                                  top_tier=joined["top_tier"])
     if args.json:
-        print(dumps({"window_days": window, "now": now.isoformat(), "rows": table.to_dict("records")}))
+        curves = calibration_by_period(joined["labelled"], by=args.by,
+                                       min_labelled=joined["params"].monitoring.min_labelled)
+        print(dumps({"window_days": window, "now": now.isoformat(), "rows": table.to_dict("records"),
+                     "calibration": curves.to_dict("records")}))
         return
     print(f"realized performance (label window {window:g} days, as of {now:%Y-%m-%d}); open leads are "
           f"never counted as non-converters")

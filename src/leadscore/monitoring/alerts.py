@@ -4,8 +4,8 @@ Checks, for each model version, on its latest period that could be judged:
 
 - ``drift``: each feature's drift (:mod:`.drift`), subject = the feature;
 - ``score_drift``: the score distribution and predicted-positive rate;
-- ``performance``: realized ROC-AUC against the model's held-out ROC-AUC (``auc_drop_warn`` /
-  ``auc_drop_alert`` relative drops, ``params.yaml``);
+- ``performance``: realized ROC-AUC of the latest matured period against the model's held-out ROC-AUC
+  (``auc_drop_warn`` / ``auc_drop_alert`` relative drops, ``params.yaml``);
 - ``estimated_performance``: the same on the estimate of the latest period with open leads; it alerts
   only when the whole interval lies below the alert line, and warns when the estimate does.
 """
@@ -84,11 +84,13 @@ def _drop_state(value: float, baseline: float, settings: MonitoringParams) -> st
 
 def performance_states(table: pd.DataFrame, baselines: Mapping[str, float | None],
                        settings: MonitoringParams) -> list[CheckState]:
-    """Realized ROC-AUC of each version's latest period that has one, against its baseline."""
+    """Realized ROC-AUC of each version's latest matured period (no open lead left: a period still
+    maturing knows its converters before its non-converters) that has one, against its baseline."""
     states: list[CheckState] = []
     if table.empty or "roc_auc" not in table:
         return states
-    for version, part in table.dropna(subset=["roc_auc"]).groupby("model_version", sort=True):
+    matured = table[table["open"] == 0] if "open" in table else table
+    for version, part in matured.dropna(subset=["roc_auc"]).groupby("model_version", sort=True):
         baseline = baselines.get(str(version))
         if baseline is None:
             continue

@@ -14,6 +14,7 @@ import pandas as pd
 
 from leadscore.core.exceptions import ConfigError, DataValidationError
 from leadscore.evaluation.comparison import bootstrap_auc_ci
+from leadscore.evaluation.curves import calibration_table
 from leadscore.evaluation.metrics import classification_metrics
 
 PERIODS = {"week": "W-SUN", "month": "M"}
@@ -67,3 +68,19 @@ def realized_performance(labelled: pd.DataFrame, *, by: str = "month", segment: 
              **_metrics(part, min_labelled, n_boot, seed, top_tier)}
             for key, part in frame.groupby(keys, sort=True)]
     return pd.DataFrame(rows)
+
+
+def calibration_by_period(labelled: pd.DataFrame, *, by: str = "month", bins: int = 10,
+                          min_labelled: int = 100) -> pd.DataFrame:
+    """The calibration curve of each version's matured periods (no open lead: a maturing period knows its
+    converters first): per equal-frequency bin, mean predicted probability, observed rate and count."""
+    frame = labelled.assign(period=period_of(labelled["scored_at"], by))
+    parts = []
+    for (version, period), part in frame.groupby(["model_version", "period"], sort=True):
+        if part["label"].isna().any() or len(part) < max(min_labelled, bins):
+            continue
+        table = calibration_table(part["label"], part["probability"], bins=bins)
+        parts.append(table.assign(model_version=str(version), period=str(period),
+                                  bin=range(1, len(table) + 1)))
+    columns = ["model_version", "period", "bin", "predicted", "observed", "count"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
