@@ -82,8 +82,8 @@ def test_calibration_curve_per_matured_period_by_hand():
     curves = calibration_by_period(frame, by="week", bins=4, min_labelled=50)
     assert list(curves["period"].unique()) == ["2025-03-03"] and list(curves["bin"]) == [1, 2, 3, 4]
     first = frame.iloc[:100].sort_values("probability")
-    for b, part in enumerate(np.array_split(first, 4)):
-        row = curves.iloc[b]
+    for b in range(4):
+        part, row = first.iloc[25 * b: 25 * (b + 1)], curves.iloc[b]
         assert row["count"] == 25
         assert row["predicted"] == pytest.approx(part["probability"].mean(), abs=1e-5)
         assert row["observed"] == pytest.approx(part["label"].mean(), abs=1e-5)
