@@ -1,10 +1,12 @@
-"""Monitoring at scale: realized performance and drift over 1M scored leads with outcomes (issue 11).
+"""Monitoring at scale: realized and estimated performance and drift over 1M scored leads with outcomes.
 
 Builds a SQLite store holding --rows logged scores over 26 weeks and outcomes for the leads whose label
 matured (not timed), then times what `leadscore monitor performance` and `monitor drift` do:
 
   * performance: read the log and the outcomes table, join them with label maturity, realized metrics
     per week (ROC-AUC with a 200-resample bootstrap interval, PR-AUC, Brier, ECE, top decile, top tier);
+  * estimate: what `monitor estimate` adds: the conversion-delay distribution of matured leads, then per
+    week 400 label draws of the open leads (conversion, ROC-AUC, top tier with 95% intervals);
   * drift: 12 numeric (the first one shifted) and 8 categorical prepared features of the same leads
     against a training profile (PSI, KS, unseen categories) per week, plus the score's drift.
 
@@ -28,6 +30,7 @@ import sqlalchemy as sa
 
 from leadscore.data.profile import table_profile
 from leadscore.monitoring.drift import feature_drift, score_drift
+from leadscore.monitoring.estimate import conversion_delay_cdf, estimate_performance
 from leadscore.monitoring.labels import label_scores
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.performance import period_of, realized_performance
@@ -60,8 +63,10 @@ def build_store(path: Path, rows: int, rng: np.random.Generator) -> tuple[str, n
                  "outputs": {}, "scored_at": scored[i], "entry": f"e{i}"} for i in range(start, stop)])
     converted = rng.random(rows) < prob
     known = converted | (rng.random(rows) < 0.4)  # every conversion and some explicit losses are recorded
+    delay = rng.exponential(20, rows).clip(0, 89)
     rows_out = [{"lead_id": f"L{i:07d}", "converted": bool(converted[i]),
-                 "converted_at": scored[i] + timedelta(days=20) if converted[i] else None}
+                 "converted_at": scored[i] + timedelta(days=float(delay[i])) if converted[i] else None,
+                 "recorded_at": scored[i] + timedelta(days=float(delay[i]) if converted[i] else 30.0)}
                 for i in np.flatnonzero(known)]
     OutcomeStore(engine, outcomes).record_many(rows_out)
     engine.dispose()
@@ -93,6 +98,13 @@ def main() -> None:
         print(f"performance: read log {t1 - t0:.1f} s, read {len(outcomes):,} outcomes {t2 - t1:.1f} s, "
               f"label maturity {t3 - t2:.1f} s, {len(table)} weekly rows of metrics {t4 - t3:.1f} s; "
               f"total {t4 - t0:.1f} s")
+        te = time.perf_counter()
+        now = pd.Timestamp("2025-09-01", tz="UTC")
+        delay = conversion_delay_cdf(labelled, window_days=90, now=now)
+        estimated = estimate_performance(labelled, now=now, by="week", delay=delay, top_tier="HIGH_PRIORITY")
+        estimate_seconds = time.perf_counter() - te
+        print(f"estimate: {len(estimated)} weeks ({int(estimated['open'].sum()):,} open leads), 400 draws "
+              f"each, in {estimate_seconds:.1f} s")
 
         reference = features(200_000, rng)
         profile = table_profile(reference, [c for c in reference if c.startswith("cat_")],
@@ -110,7 +122,8 @@ def main() -> None:
         print(f"drift: {NUMERIC + CATEGORICAL} features x {len(np.unique(weeks))} weeks over "
               f"{args.rows:,} leads in {t6 - t5:.1f} s ({int(np.sum(states))} feature-weeks flagged; "
               "num_0 was shifted)")
-        print(f"monitoring {args.rows:,} scored leads with outcomes: {t4 - t0 + t6 - t5:.1f} s in all")
+        print(f"monitoring {args.rows:,} scored leads with outcomes: "
+              f"{t4 - t0 + estimate_seconds + t6 - t5:.1f} s in all")
 
         t7 = time.perf_counter()
         sample = read_log(engine, log, inputs=True, since=START + timedelta(days=7 * 24))

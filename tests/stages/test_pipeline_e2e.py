@@ -68,9 +68,12 @@ def test_repro_builds_models_metrics_and_reports(project):
         assert (project / f"reports/evaluate/plots/{plot}.csv").stat().st_size > 0
     html = (project / "reports/html/03_evaluation.html").read_text()
     assert "performance report" in html and "import json" not in html  # code hidden
-    for name in ("01_eda", "02_model_comparison"):
+    for name in ("01_eda", "02_model_comparison", "04_monitoring"):
         assert (project / f"reports/html/{name}.html").exists()
         assert (project / f"reports/notebooks/{name}.ipynb").exists()
+    monitoring = json.loads((project / "reports/monitoring/metrics.json").read_text())
+    assert monitoring["state"] in ("ok", "warn", "alert") and "estimated_0_days_after" in \
+        monitoring["estimate_coverage"]
 
 
 def test_exported_model_carries_metadata_and_no_leakage(project):
@@ -100,10 +103,15 @@ def test_second_repro_does_nothing_and_one_param_reruns_only_its_stage(project):
     again = run(["dvc", "repro"], project)
     assert "Running stage" not in again
     # stages depend on the folders they use: the API's code is in none of them
-    for edited in ("service/auth.py", "service/routes.py", "monitoring/predlog.py", "cli/serve.py"):
+    for edited in ("service/auth.py", "service/routes.py", "cli/serve.py"):
         path = project / "src/leadscore" / edited
         path.write_text(path.read_text() + "\n# edited by the test\n")
     assert json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1]) == {}
+    path = project / "src/leadscore/monitoring/predlog.py"  # the replay writes through it: only monitoring
+    original = path.read_text()
+    path.write_text(original + "\n# edited by the test\n")
+    assert set(json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1])) == {"monitoring"}
+    path.write_text(original)
     path = project / "src/leadscore/training/selection.py"  # but training code reruns training
     original = path.read_text()
     path.write_text(original + "\n# edited by the test\n")
@@ -145,7 +153,7 @@ def test_score_open_leads_from_the_crm_tables_with_the_active_model(project):
 
 
 # every figure each report shows
-REPORT_FIGURES = {"01_eda": 9, "02_model_comparison": 7, "03_evaluation": 7}
+REPORT_FIGURES = {"01_eda": 9, "02_model_comparison": 7, "03_evaluation": 7, "04_monitoring": 4}
 
 
 def test_reports_show_every_chart_in_a_real_browser(project, tmp_path):
@@ -266,3 +274,31 @@ def test_scheduled_report_lands_in_a_dated_folder_linked_from_the_index(project,
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (report.parent / "eda.html").exists()
     assert (report.parent / "eda_files" / "eda.failed.ipynb").exists()  # kept for debugging
+
+
+def test_scheduled_monitoring_report_on_the_replayed_store(project, tmp_path):
+    """`leadscore report monitoring` on the store the pipeline's replay filled: a dated page with the
+    four charts, linked from the index; an empty range fails in one line."""
+    from browser_support import browser_context
+
+    out_dir = tmp_path / "html"
+    common = ["--db", "sqlite:///artifacts/monitoring/store.db", "--model", "artifacts/export",
+              "--out", str(out_dir)]
+    proc = execute(["leadscore", "report", "monitoring", *common, "--since", "2025-01-01", "--json"], project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = Path(json.loads(proc.stdout)["report"])
+    assert report.name == "monitoring.html"
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.goto((out_dir / "index.html").as_uri(), wait_until="load")
+        page.click("text=Monitoring: drift, realized and estimated performance")
+        page.wait_for_load_state("load")
+        text = page.inner_text("body")
+        assert "scored on or after 2025-01-01" in text and "State:" in text
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.alt])")
+        assert len(images) == REPORT_FIGURES["04_monitoring"] and all(w > 200 and alt for w, alt in images)
+        for bad in ("Traceback", "Warning", "Error", "{'", "nan%"):
+            assert bad not in text, bad
+    proc = execute(["leadscore", "report", "monitoring", *common, "--since", "2099-01-01"], project)
+    assert proc.returncode == 2 and "no scores in sqlite:///artifacts/monitoring/store.db" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

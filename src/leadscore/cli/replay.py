@@ -26,7 +26,7 @@ def _cmd_replay(args: argparse.Namespace) -> None:
         replay_start(scorer.bundle.metadata, params.snapshot.snapshot_days)
     end = utc_timestamp(args.end, "--end") if args.end else \
         pd.to_datetime(snapshots["snapshot_at"], utc=True).max() + pd.Timedelta(seconds=1)
-    leads = replay_leads(snapshots, start, end)
+    leads = replay_leads(snapshots, start, end, snapshot_days=params.snapshot.snapshot_days)
     engine, log_table, outcomes_table = open_store(args)
     inputs = [c.name for c in scorer.schema.columns if c.name in leads.columns]
     weeks = leads["snapshot_at"].dt.tz_localize(None).dt.to_period("W-SUN")

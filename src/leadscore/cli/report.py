@@ -8,14 +8,16 @@ import time
 
 from leadscore.cli.common import add_command
 
-NAMES = ("eda", "model_comparison", "evaluation")  # leadscore.reporting.schedule.REPORTS (kept light here)
+# leadscore.reporting.schedule.REPORTS (kept light here)
+NAMES = ("eda", "model_comparison", "evaluation", "monitoring")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
     from leadscore.reporting.schedule import run_report
 
     started = time.perf_counter()
-    page = run_report(args.name, model=args.model, since=args.since, data=args.data, out_dir=args.out,
+    page = run_report(args.name, model=args.model, since=args.since, data=args.data, db=args.db,
+                      now=args.now, out_dir=args.out,
                       registry=args.registry, progress=not (args.quiet or args.json))
     seconds = time.perf_counter() - started
     index = page.parent.parent / "index.html"
@@ -35,19 +37,26 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
         "reports:\n"
         "  evaluation        a model version on labelled leads (--model, --since, --data)\n"
         "  eda               the CRM extract (--since, --data: a snapshots table)\n"
-        "  model_comparison  the candidates of the last training run\n\n"
+        "  model_comparison  the candidates of the last training run\n"
+        "  monitoring        drift, realized and estimated performance and alerts of the scores in\n"
+        "                    a store (--db, --since, --now, --model: judge by one model)\n\n"
         "examples:\n"
         "  leadscore report evaluation                      # the active model, test period\n"
         "  leadscore report evaluation --model 20261129120000 --since 2025-07-01\n"
+        "  leadscore report monitoring --since 2025-03-01\n"
         "  # every Monday at 06:00 (crontab -e):\n"
         "  0 6 * * 1  cd /srv/leadscore && .venv/bin/leadscore report evaluation -q")
-    p.add_argument("name", choices=NAMES, metavar="NAME", help="eda, model_comparison or evaluation")
+    p.add_argument("name", choices=NAMES, metavar="NAME", help=", ".join(NAMES))
     p.add_argument("--model", metavar="VERSION",
-                   help="registry version to report on (default: the active one)")
+                   help="registry version to report on (default: the active one; monitoring: a version "
+                        "or model folder that judges every score)")
     p.add_argument("--since", metavar="DATE", help="only leads created on or after DATE (e.g. 2025-07-01)")
     p.add_argument("--data", metavar="FILE",
                    help="leads table (default: artifacts/split/test.parquet for evaluation, "
                         "artifacts/features/snapshots.parquet for eda)")
+    p.add_argument("--db", metavar="URL",
+                   help="monitoring: the store (default: predictions.db beside the registry)")
+    p.add_argument("--now", metavar="DATE", help="monitoring: as of DATE (default: the newest score)")
     p.add_argument("--out", default="reports/html", metavar="DIR",
                    help="reports folder (default: %(default)s)")
     p.add_argument("--registry", default="registry", metavar="PATH",

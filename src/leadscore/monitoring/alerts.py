@@ -137,3 +137,16 @@ def raised(states: Iterable[CheckState]) -> list[CheckState]:
     """The states that are not ``ok``, most severe first."""
     return sorted((s for s in states if s.state in (WARN, ALERT)),
                   key=lambda s: (-LEVELS[s.state], s.check, s.model_version, s.subject))
+
+
+def first_alerts(drift: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """For every feature (and the score) that reached ``alert``: the first period it did, with its
+    reason there, in order of that period."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in sorted(drift, key=lambda r: r["period"]):
+        for row in [*result["features"], result["score"]]:
+            key = (result["model_version"], str(row["feature"]))
+            if row["state"] == ALERT and key not in first:
+                first[key] = {"model_version": key[0], "feature": key[1], "period": result["period"],
+                              "psi": _number(row.get("psi")), "reason": row["reason"]}
+    return sorted(first.values(), key=lambda r: (r["period"], -(r["psi"] or 0)))

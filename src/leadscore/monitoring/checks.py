@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.core.config import MonitoringParams
-from leadscore.core.exceptions import ModelNotFoundError
+from leadscore.core.exceptions import DataValidationError, ModelNotFoundError
 from leadscore.data.schema import prepare_features
 from leadscore.evaluation.decision import saved_threshold, saved_tiers
 from leadscore.monitoring.alerts import (
@@ -76,6 +76,7 @@ class CheckReport:
     """Everything one monitoring run measured, and the alert states drawn from it."""
 
     now: pd.Timestamp
+    labelled: pd.DataFrame
     drift: list[dict[str, Any]]
     performance: pd.DataFrame
     estimate: pd.DataFrame
@@ -113,4 +114,61 @@ def run_checks(scores: pd.DataFrame, outcomes: pd.DataFrame, bundle_of: Callable
     est = pd.concat(estimate, ignore_index=True) if estimate else pd.DataFrame()
     states = [*drift_states(drift), *performance_states(perf, baselines, settings),
               *estimate_states(est, baselines, settings)]
-    return CheckReport(now, drift, perf, est, states)
+    return CheckReport(now, labelled_all, drift, perf, est, states)
+
+
+@dataclass
+class StoreView:
+    """A store's scores (with their input fields) and outcomes as of ``now``, and the model they are
+    judged by (``bundle_of``) with the figures the checks need from it."""
+
+    scores: pd.DataFrame
+    outcomes: pd.DataFrame
+    now: pd.Timestamp
+    bundle_of: Callable[[str], Any]
+    window_days: float
+    top_tier: str | None
+    baseline: float | None
+    reference: Mapping[str, Any]
+
+
+def load_store(url: str, *, model_dir: str | None = None, registry_dir: str = "registry",
+               since: str | None = None, now: str | None = None, default_window_days: float = 90.0,
+               log_table: str = "predictions", outcomes_table: str = "outcomes") -> StoreView:
+    """Read the store at ``url`` for a monitoring report: scores since ``since``, as of ``now`` (default:
+    the newest score); models from ``model_dir`` or else each score's version in ``registry_dir``.
+
+    Raises
+    ------
+    DataValidationError
+        If no score was logged in the range.
+    """
+    from leadscore.artifacts.bundle import load_bundle
+    from leadscore.artifacts.registry import Registry
+    from leadscore.data.tables import utc_timestamp
+    from leadscore.monitoring.outcomes import OutcomeStore
+    from leadscore.monitoring.predlog import open_database, read_log
+
+    engine, log, outcomes_tbl = open_database(url, log_table, outcomes_table)
+    start = utc_timestamp(since, "since") if since else None
+    scores = read_log(engine, log, since=start, inputs=True)
+    if scores.empty:
+        raise DataValidationError(f"no scores in {engine.url.render_as_string(hide_password=True)} "
+                                  f"({log_table}){'' if start is None else f' since {start:%Y-%m-%d}'}")
+    as_of = utc_timestamp(now, "now") if now else scores["scored_at"].max()
+    scores = scores[scores["scored_at"] <= as_of].reset_index(drop=True)
+    outcomes = OutcomeStore(engine, outcomes_tbl).frame()
+    engine.dispose()
+    bundles: dict[str, Any] = {}
+
+    def bundle_of(version: str) -> Any:
+        if version not in bundles:
+            bundles[version] = load_bundle(model_dir, trust=True) if model_dir \
+                else Registry(registry_dir).load(version)
+        return bundles[version]
+
+    meta = bundle_of(str(scores["model_version"].iloc[-1])).metadata
+    tiers = saved_tiers(meta)
+    window = float((meta.get("snapshot") or {}).get("label_window_days") or default_window_days)
+    return StoreView(scores, outcomes, as_of, bundle_of, window, tiers[0].name if tiers else None,
+                     baseline_auc(meta), meta.get("reference") or {})

@@ -198,3 +198,16 @@ def backtest_estimates(scores: pd.DataFrame, outcomes: pd.DataFrame, *, window_d
                         f"{name}_within": bool(low <= value <= high) if not np.isnan(value) else None})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def estimate_history(backtest: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """The estimate as it was known at the time: for matured periods the one made when they were open
+    (``backtest``), for open periods today's (``current``); columns as :func:`estimate_performance`."""
+    renamed = backtest.rename(columns={f"{name}_{end}": f"est_{name}_{end}"
+                                       for name in ESTIMATED for end in ("low", "high")})
+    past = renamed.assign(open=0)[["model_version", "period", "leads", "open",
+                                   *[f"est_{n}{e}" for n in ESTIMATED for e in ("", "_low", "_high")]]] \
+        if not backtest.empty else pd.DataFrame()
+    keep = current[current["open"] > 0] if not current.empty else current
+    return pd.concat([past, keep], ignore_index=True).sort_values(["model_version", "period"],
+                                                                   ignore_index=True)

@@ -362,3 +362,12 @@ def read_scores_table(engine: sa.Engine, name: str, *, version: str | None = Non
         frame = pd.read_sql(query, conn)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
     return frame
+
+
+def count_logged(engine: sa.Engine, table: sa.Table, *, since: datetime | None = None) -> int:
+    """How many scores the log holds (scored at or after ``since``)."""
+    query = sa.select(sa.func.count()).select_from(table)
+    if since is not None:
+        query = query.where(table.c.scored_at >= since)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

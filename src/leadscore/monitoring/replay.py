@@ -39,14 +39,18 @@ def replay_start(meta: Mapping[str, Any], snapshot_days: float) -> pd.Timestamp:
     return (ready.normalize() + pd.offsets.Week(weekday=0)).tz_localize("UTC")
 
 
-def replay_leads(snapshots: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Leads whose snapshot (the moment they are scored) falls in ``[start, end)``, oldest first;
-    leads that converted before their snapshot are not scored."""
+def replay_leads(snapshots: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *,
+                 snapshot_days: float) -> pd.DataFrame:
+    """Leads whose snapshot (the moment they are scored) falls in ``[start, end)``, oldest first.
+    Leads that converted before their snapshot are not scored, nor leads younger than ``snapshot_days``
+    at the end of the data (their snapshot was cut short: production scores them later)."""
     missing = [c for c in SNAPSHOT_COLUMNS if c not in snapshots]
     if missing:
         raise DataValidationError(f"snapshots: missing column(s) {', '.join(missing)}")
     at = pd.to_datetime(snapshots["snapshot_at"], utc=True)
-    keep = (at >= start) & (at < end)
+    created = pd.to_datetime(snapshots["created_at"], utc=True)
+    complete = at - created >= pd.Timedelta(days=snapshot_days) - pd.Timedelta(seconds=1)
+    keep = (at >= start) & (at < end) & complete
     if "status" in snapshots:
         keep &= snapshots["status"].ne("converted_before")
     return snapshots[keep].assign(snapshot_at=at[keep]).sort_values("snapshot_at", kind="stable")

@@ -36,6 +36,7 @@ def setup() -> None:
     logging.getLogger().setLevel(logging.ERROR)
     pd.set_option("display.max_columns", 50)
     pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 300)  # reasons and alert texts are read whole
 
 
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:

@@ -46,13 +46,15 @@ class ReportRequest:
     data: Path | None = None       # labelled leads (evaluation) or snapshots (eda)
     registry: Path = Path("registry")
     root: Path = Path(".")         # the project: notebooks/, params.yaml, artifacts/
+    db: str | None = None          # the monitoring store (default: beside the registry)
+    now: pd.Timestamp | None = None  # monitoring: as of this day (default: the newest score)
 
 
 @dataclass(frozen=True)
 class ReportSpec:
     notebook: str
     title: str
-    options: frozenset[str]        # which of model / since / data apply
+    options: frozenset[str]        # which of model / since / data / db / now apply
     prepare: Callable[[ReportRequest], dict[str, Any]]   # -> papermill parameters
     default_data: str | None = None
 
@@ -125,6 +127,33 @@ def _prepare_evaluation(request: ReportRequest) -> dict[str, Any]:
             "registry_dir": str(request.registry), "scope": scope}
 
 
+def _prepare_monitoring(request: ReportRequest) -> dict[str, Any]:
+    from leadscore.artifacts.paths import default_store_url
+    from leadscore.monitoring.predlog import count_logged, open_database
+
+    db = request.db or default_store_url(request.registry)
+    engine, log_table, _ = open_database(db, "predictions", "outcomes")
+    try:
+        logged = count_logged(engine, log_table, since=request.since)
+    finally:
+        engine.dispose()
+    if not logged:  # before papermill: one line, no half-run notebook
+        raise DataValidationError(f"no scores in {db}" + ("" if request.since is None else
+                                                          f" scored on or after {request.since:%Y-%m-%d}"))
+    model_dir = ""
+    if request.model is not None:  # a model folder, else a registry version (ModelNotFoundError if not)
+        model_dir = str(Path(request.model).resolve()) if Path(request.model).is_dir() \
+            else str(Registry(request.registry).path(request.model))
+    scope = (f"scores and outcomes in {db}" + ("" if request.since is None else
+                                                f", scored on or after {request.since:%Y-%m-%d}")
+             + (f", judged by the model in {model_dir}" if model_dir else ", each judged by its own version"))
+    return {"db_url": db, "model_dir": model_dir, "registry_dir": str(request.registry),
+            "params_path": str(request.root / "params.yaml"),
+            "since": "" if request.since is None else request.since.isoformat(),
+            "now": "" if request.now is None else request.now.isoformat(),
+            "output_dir": str(request.work), "scope": scope}
+
+
 REPORTS: dict[str, ReportSpec] = {
     "eda": ReportSpec("01_eda.ipynb", "Exploratory analysis of the CRM extract",
                       frozenset({"since", "data"}), _prepare_eda),
@@ -132,6 +161,8 @@ REPORTS: dict[str, ReportSpec] = {
                                    frozenset(), _prepare_comparison),
     "evaluation": ReportSpec("03_evaluation.ipynb", "Model performance on labelled leads",
                              frozenset({"model", "since", "data"}), _prepare_evaluation),
+    "monitoring": ReportSpec("04_monitoring.ipynb", "Monitoring: drift, realized and estimated performance",
+                             frozenset({"model", "since", "db", "now"}), _prepare_monitoring),
 }
 
 
@@ -172,6 +203,7 @@ def notebook_html(executed: Path, templates: Path) -> str:
 
 
 def run_report(name: str, *, model: str | None = None, since: str | None = None, data: str | None = None,
+               db: str | None = None, now: str | None = None,
                out_dir: str | Path = "reports/html", registry: str | Path = "registry",
                root: str | Path = ".", today: date | None = None, progress: bool = False) -> Path:
     """Run report ``name`` into ``out_dir/<today>/<name>.html``, refresh the index; the HTML's path.
@@ -186,7 +218,7 @@ def run_report(name: str, *, model: str | None = None, since: str | None = None,
     if name not in REPORTS:
         raise ConfigError(f"unknown report {name!r}; choose from {', '.join(REPORTS)}")
     spec = REPORTS[name]
-    _check_options(name, spec, model=model, since=since, data=data)
+    _check_options(name, spec, model=model, since=since, data=data, db=db, now=now)
     root = Path(root).resolve()
     notebook = root / "notebooks" / spec.notebook
     if not notebook.exists():
@@ -199,7 +231,8 @@ def run_report(name: str, *, model: str | None = None, since: str | None = None,
         shutil.rmtree(work)
     work.mkdir(parents=True)
     request = ReportRequest(name, work, model, start, None if data is None else Path(data).resolve(),
-                            Path(registry).resolve(), root)
+                            Path(registry).resolve(), root, db,
+                            None if now is None else utc_timestamp(now, "--now"))
     executed = work / f"{name}.ipynb"
     _execute(notebook, executed, spec.prepare(request), root, progress)
     html = atomic_write_text(day / f"{name}.html", notebook_html(executed, root / "notebooks" / "templates"))

@@ -97,3 +97,41 @@ def previous_version(registry_dir: str | Path, meta: Mapping[str, Any]) -> dict[
         if info.sha256 != meta.get("sha256"):
             return registry.show(info.version)
     return None
+
+
+def monitoring_summary(report: Any, backtest: pd.DataFrame, first: list[dict[str, Any]],
+                       baseline: float | None) -> list[str]:
+    """The opening sentences of the monitoring report: volume, overall state, what alerted first, the
+    latest realized and estimated ROC-AUC, and how well past estimates held (``report`` is a
+    :class:`~leadscore.monitoring.checks.CheckReport`)."""
+    from leadscore.monitoring.alerts import overall_state, raised
+
+    perf, est = report.performance, report.estimate
+    leads = int(est["leads"].sum()) if not est.empty else 0
+    open_leads = int(est["open"].sum()) if not est.empty else 0
+    lines = [f"**As of {report.now:%d %b %Y}:** {num(leads)} leads scored over {len(est)} periods; "
+             f"{num(open_leads)} of them still wait for their outcome (never counted as non-converters)."]
+    shown = raised(report.states)
+    lines.append(f"**State: {overall_state(report.states).upper()}** — "
+                 + (", ".join(f"{s.check} `{s.subject}` {s.state}" for s in shown[:5]) if shown
+                    else "every check is within its thresholds") + ".")
+    if first:
+        lines.append("**Drift first alerted:** " + "; ".join(
+            f"`{f['feature']}` in the period of {f['period']} ({f['reason']})" for f in first[:3]) + ".")
+    matured = perf[(perf["open"] == 0)].dropna(subset=["roc_auc"]) if not perf.empty and "roc_auc" in perf \
+        else pd.DataFrame()
+    if not matured.empty:
+        last = matured.iloc[-1]
+        versus = f" against {num(baseline)} on the held-out period" if baseline is not None else ""
+        interval = f"{num(last['roc_auc_low'])}-{num(last['roc_auc_high'])}"
+        lines.append(f"**Realized:** the latest matured period ({last['period']}) ranked at ROC-AUC "
+                     f"{num(last['roc_auc'])} ({interval}){versus}; "
+                     f"{pct(last['conversion_rate'])} converted.")
+    if not backtest.empty:
+        n = len(backtest)
+        held = {name: int(backtest[f"{name}_within"].fillna(False).sum())
+                for name in ("conversion_rate", "roc_auc")}
+        lines.append(f"**Estimates before labels:** made when each of the {n} matured periods closed, the "
+                     f"estimate's 95% interval held the realized conversion in {held['conversion_rate']} "
+                     f"and the realized ROC-AUC in {held['roc_auc']} of them.")
+    return lines
