@@ -114,21 +114,43 @@ def test_activate_rollback_and_again(bundles, tmp_path):
     assert reg.rollback() == c
 
 
-def test_pruning_keeps_newest_active_and_rollback_target(bundles, tmp_path):
-    reg = Registry(tmp_path, keep=2)
+def test_pruning_keeps_newest_active_rollback_target_and_challenger(bundles, tmp_path):
+    reg = Registry(tmp_path, keep=5)
     old = reg.register(bundles[0], now=at(0), activate=True)
     target = reg.register(bundles[0], now=at(1))
+    challenger = reg.register(bundles[1], now=at(2))
     reg.activate(target)
     reg.activate(old)                     # active: old, rollback would return to: target
-    new = [reg.register(bundles[1], now=at(10 + i)) for i in range(4)]
-    assert [i.version for i in reg.versions()] == [new[3], new[2], target, old]
+    reg.set_challenger(challenger)
+    new = [reg.register(bundles[1], now=at(10 + i)) for i in range(7)]
+    assert [i.version for i in reg.versions()] == [*new[:1:-1], challenger, target, old]
     assert reg.prune() == []
     assert reg.rollback() == target       # old is no longer protected ...
+    assert reg.challenger_version() == challenger   # (switches keep the challenger)
+    reg.set_challenger(None)              # ... nor is the challenger once unmarked
     reg.register(bundles[1], now=at(20))
-    assert old not in [i.version for i in reg.versions()]  # ... so the next registration prunes it
+    kept = [i.version for i in reg.versions()]
+    assert old not in kept and challenger not in kept and len(kept) == 6   # 5 newest + the active one
     assert json.loads((tmp_path / "ACTIVE").read_text())["history"] == []
-    with pytest.raises(ConfigError, match="expected an integer >= 1, got 0"):
-        Registry(tmp_path, keep=0)
+    with pytest.raises(ConfigError, match="expected an integer >= 5"):
+        Registry(tmp_path, keep=4)
+    events = reg.events()
+    assert [e["event"] for e in events][:3] == ["register", "activate", "register"]
+    assert {"prune", "rollback", "challenger"} <= {e["event"] for e in events}
+    assert reg.events(limit=2) == events[-2:]
+
+
+def test_challenger_must_be_another_registered_version(bundles, tmp_path):
+    reg = Registry(tmp_path)
+    active = reg.register(bundles[0], now=at(0), activate=True)
+    with pytest.raises(ConfigError, match="is the active version"):
+        reg.set_challenger(active)
+    with pytest.raises(ModelNotFoundError):
+        reg.set_challenger("20990101000000")
+    other = reg.register(bundles[1], now=at(1))
+    reg.set_challenger(other)
+    reg.activate(other)                   # promoted: no longer a challenger
+    assert reg.challenger_version() is None and reg.active_version() == other
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])

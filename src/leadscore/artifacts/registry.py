@@ -3,7 +3,9 @@
 Layout of a registry root::
 
     versions/<YYYYMMDDHHMMSS>/   a bundle (model.joblib + metadata.json), never changed once there
-    ACTIVE                       {"version": ..., "history": [...], "activated_at": ...}
+    ACTIVE                       {"version": ..., "history": [...], "activated_at": ..., "challenger": ...}
+    events.jsonl                 what happened, one JSON object a line: registrations, activations,
+                                 rollbacks, challengers, gate decisions, retraining cycles
     .lock                        writers hold an exclusive flock on it
 
 A version appears by ``os.rename`` of a finished folder and the pointer changes by ``os.replace`` of a
@@ -52,6 +54,8 @@ _VERSION_RE = re.compile(r"^\d{14}$")
 _ACTIVE = REGISTRY_ACTIVE
 _LOCK = REGISTRY_LOCK
 _TMP_PREFIX = ".tmp-"
+_EVENTS = "events.jsonl"
+MIN_KEEP = 5
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,9 @@ class Registry:
     """
 
     def __init__(self, root: str | Path, keep: int = 10) -> None:
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ConfigError(f"keep: expected an integer >= 1, got {keep!r}")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < MIN_KEEP:
+            raise ConfigError(f"keep: expected an integer >= {MIN_KEEP} (versions kept for rollback), "
+                              f"got {keep!r}")
         self.root = Path(root)
         self.keep = keep
 
@@ -139,12 +144,32 @@ class Registry:
                                       f"{str(state)[:80]!r}: repair it with "
                                       "`leadscore models activate VERSION`")
         return {"version": state.get("version"), "history": list(state.get("history", [])),
-                "activated_at": state.get("activated_at")}
+                "activated_at": state.get("activated_at"), "challenger": state.get("challenger")}
 
     def active_version(self) -> str | None:
         """The active version, or None if nothing was activated yet."""
         version = self._state()["version"]
         return None if version is None else str(version)
+
+    def challenger_version(self) -> str | None:
+        """The version marked challenger (scored in the shadow of the active one), or None."""
+        version = self._state().get("challenger")
+        return None if version is None else str(version)
+
+    def events(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The registry's events, oldest first (the last ``limit`` of them)."""
+        path = self.root / _EVENTS
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in lines[-limit:] if limit else lines:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a crash mid-append: skipped, the rest stands
+                log.warning("%s: skipping an unreadable line", path)
+        return events
 
     def _info(self, version: str, active: str | None) -> VersionInfo:
         folder = self._versions_dir / version
@@ -196,18 +221,53 @@ class Registry:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def _write_state(self, version: str, history: list[str], activated_at: str | None = None) -> None:
+    def _write_state(self, version: str | None, history: list[str], activated_at: str | None = None,
+                     challenger: str | None = None) -> None:
         state = {"version": version, "history": history,
-                 "activated_at": activated_at or datetime.now(UTC).isoformat(timespec="seconds")}
+                 "activated_at": activated_at or datetime.now(UTC).isoformat(timespec="seconds"),
+                 "challenger": challenger if challenger != version else None}
         atomic_write_text(self.root / _ACTIVE, json.dumps(state, indent=2) + "\n")
 
-    def _switch(self, version: str, history: list[str]) -> None:
+    def _record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event (lock held); returns it."""
+        entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "event": event, **fields}
+        with (self.root / _EVENTS).open("a") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return entry
+
+    def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append an event to the registry's history (gate decisions, retraining cycles)."""
+        with self._locked():
+            return self._record(event, **fields)
+
+    def set_challenger(self, version: str | None) -> None:
+        """Mark ``version`` as the challenger (None: no challenger).
+
+        Raises
+        ------
+        ModelNotFoundError
+            If ``version`` is not registered.
+        ConfigError
+            If it is the active version.
+        """
+        with self._locked():
+            state = self._state()
+            if version is not None:
+                self.path(version)
+                if version == state["version"]:
+                    raise ConfigError(f"{version} is the active version: a challenger must be another one")
+            self._write_state(state["version"], state["history"], state.get("activated_at"), version)
+            self._record("challenger", version=version, previous=state.get("challenger"))
+
+    def _switch(self, version: str, history: list[str], challenger: str | None = None) -> None:
         """Verify ``version`` and make it active with ``history`` (lock held)."""
         folder = self.path(version)
         meta = read_metadata(folder)
         signing.verify(meta, folder)
         verify_artifact(folder, meta)
-        self._write_state(version, [v for v in history if v != version])
+        self._write_state(version, [v for v in history if v != version], challenger=challenger)
 
     def register(self, bundle_dir: str | Path, *, activate: bool = False,
                  now: datetime | None = None, trust: bool = False) -> str:
@@ -254,7 +314,11 @@ class Registry:
             finally:
                 if staging.exists():
                     shutil.rmtree(staging)
-            self._prune()
+            self._record("register", version=version, model=meta.get("model"),
+                         roc_auc=_numeric(meta.get("test_metrics")).get("roc_auc"))
+            removed = self._prune()
+            if removed:
+                self._record("prune", versions=removed)
             if activate:
                 self._activate(version)
         return version
@@ -281,12 +345,14 @@ class Registry:
             state = self._state()
         except ModelIntegrityError as exc:  # an explicit activation is how a damaged pointer is repaired
             log.warning("%s; activating %s replaces it (the rollback history is lost)", exc, version)
-            state = {"version": None, "history": []}
+            state = {"version": None, "history": [], "challenger": None}
         current = state["version"]
         history = [v for v in state["history"] if v != current]
         if current is not None and current != version:
             history.append(current)
-        self._switch(version, history)
+        self._switch(version, history, state.get("challenger"))
+        if current != version:
+            self._record("activate", version=version, previous=current)
 
     def activate(self, version: str) -> None:
         """Make ``version`` active after verifying its sha256; the previous one goes on the history.
@@ -318,12 +384,13 @@ class Registry:
                     f"{self.root}/ has no earlier active version to roll back to "
                     f"(active: {state['version']}); activate one with `leadscore models activate VERSION`")
             previous = history.pop()
-            self._switch(previous, history)
+            self._switch(previous, history, state.get("challenger"))
+            self._record("rollback", version=previous, previous=state["version"])
             return str(previous)
 
     def _prune(self) -> list[str]:
         state = self._state()
-        protected = {state["version"], *state["history"][-1:]}
+        protected = {state["version"], *state["history"][-1:], state.get("challenger")}
         names = self._names()
         removed = [v for v in names[self.keep:] if v not in protected]
         for version in removed:
@@ -333,7 +400,8 @@ class Registry:
         if removed and state["version"] is not None:
             history = [v for v in state["history"] if v not in removed]
             if history != state["history"]:
-                self._write_state(str(state["version"]), history, state.get("activated_at"))
+                self._write_state(str(state["version"]), history, state.get("activated_at"),
+                                  state.get("challenger"))
         return removed
 
     def prune(self) -> list[str]:

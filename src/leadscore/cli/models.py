@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from leadscore.artifacts.registry import Registry
 
-Handler = Callable[[argparse.Namespace], None]
+Handler = Callable[[argparse.Namespace], int | None]
 ROOT_HELP = "registry folder (default: $LEADSCORE_REGISTRY, else registry)"
 
 
@@ -34,12 +34,13 @@ def _cmd_list(args: argparse.Namespace) -> None:
         print(f"{registry.root}/ has no versions: add one with `leadscore models register BUNDLE_DIR`")
         return
     width = max(5, *(len(i.model) for i in infos))
+    challenger = registry.challenger_version()
     print(f"  {'version':<14}  {'model':<{width}}  {'roc_auc':>7}  created")
     for info in infos:
         auc = info.metrics.get("roc_auc")
         auc_text = "-" if auc is None else f"{auc:.4f}"
-        print(f"{'*' if info.active else ' '} {info.version:<14}  {info.model:<{width}}  {auc_text:>7}  "
-              f"{info.created_at}")
+        mark = "*" if info.active else "c" if info.version == challenger else " "
+        print(f"{mark} {info.version:<14}  {info.model:<{width}}  {auc_text:>7}  {info.created_at}")
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
@@ -135,7 +136,10 @@ def _add(commands: argparse._SubParsersAction, name: str, handler: Handler, summ
 
 
 def add_models_command(commands: argparse._SubParsersAction) -> None:
-    """Add ``leadscore models {list,show,card,activate,rollback,register,sign}`` to ``commands``."""
+    """Add ``leadscore models {list,show,card,activate,rollback,register,sign,challenger,promote,history}``
+    to ``commands``."""
+    from leadscore.cli.promote import add_lifecycle_commands
+
     models = commands.add_parser(
         "models", help="list, register, activate and roll back model versions",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -144,8 +148,9 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
                     "model's sha256 first; switching is atomic, so a running scorer never sees half\n"
                     "a switch.")
     sub = models.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
-    _add(sub, "list", _cmd_list, "registered versions, newest first (* = active)",
-         "One line per version: name, model, test ROC-AUC, creation time; * marks the active one.")
+    _add(sub, "list", _cmd_list, "registered versions, newest first (* = active, c = challenger)",
+         "One line per version: name, model, test ROC-AUC, creation time; * marks the active one,\n"
+         "c the challenger.")
     p = _add(sub, "show", _cmd_show, "the metadata of one version as JSON",
              "Print the metadata.json of VERSION (metrics, features, threshold, sha256, ...).")
     p.add_argument("version", metavar="VERSION", help="a version name from `leadscore models list`")
@@ -183,6 +188,7 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
              "example: leadscore models sign --trust-model          # every version")
     q.add_argument("versions", nargs="*", metavar="VERSION", help="versions to sign (default: all)")
     q.add_argument("--trust-model", action="store_true", help="confirm you trust these versions")
+    add_lifecycle_commands(sub, _add)
     p.add_argument("--activate", action="store_true", help="make the new version active")
     p.add_argument("--trust-model", action="store_true",
                    help="register a bundle that is unsigned or signed with another key (it is then "

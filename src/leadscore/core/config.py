@@ -86,6 +86,14 @@ class MonitoringParams:
 
 
 @dataclass(frozen=True)
+class PromotionParams:
+    min_labeled: int = 300        # fewer matured labelled leads scored by both: keep, no decision
+    alpha: float = 0.05           # DeLong's test: promote when better at this level, reject when worse
+    brier_tolerance: float = 0.005  # reject a challenger whose Brier score is worse by more than this
+    ece_tolerance: float = 0.02   # ... or whose calibration error (ECE) is worse by more than this
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     demo: DemoParams = DemoParams()
@@ -102,6 +110,7 @@ class Params:
     rules: tuple[dict[str, Any], ...] = ()
     calibration_bins: int = 10
     monitoring: MonitoringParams = MonitoringParams()
+    promotion: PromotionParams = PromotionParams()
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -167,6 +176,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         rules=tuple(rules),
         calibration_bins=int(_section(raw, "evaluate").get("calibration_bins", 10)),
         monitoring=MonitoringParams(**_tuples(_section(raw, "monitoring"), "ignore")),
+        promotion=PromotionParams(**_section(raw, "promotion")),
     )
 
 

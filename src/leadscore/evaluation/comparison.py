@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadscore.core.exceptions import DataValidationError
 from leadscore.evaluation.decision import threshold_metrics
 from leadscore.evaluation.metrics import METRICS, classification_metrics, get_metric
 
@@ -98,3 +99,40 @@ def improvement(metrics: dict[str, dict[str, float]],
             row[key] = round(100 * (ratio - 1 if METRICS[key].higher_is_better else 1 - ratio), 2)
         out[f"vs_{base}"] = row
     return out
+
+
+def delong_roc_test(y_true: Any, prob_a: Any, prob_b: Any) -> dict[str, float]:
+    """DeLong's test of two correlated ROC-AUCs on the same leads (DeLong, DeLong & Clarke-Pearson 1988,
+    in the O(n log n) form of Sun & Xu 2014): both AUCs, ``diff`` = b - a, its standard error, z, the
+    two-sided p-value and the one-sided p-value that b is better.
+
+    Raises
+    ------
+    DataValidationError
+        Without both outcomes among the leads.
+    """
+    from scipy.stats import norm, rankdata
+
+    y = np.asarray(y_true, int)
+    scores = np.vstack([np.asarray(prob_a, float), np.asarray(prob_b, float)])
+    order = np.argsort(-y, kind="stable")          # positives first
+    m = int(y.sum())
+    n = len(y) - m
+    if m == 0 or n == 0:
+        raise DataValidationError("DeLong's test needs both converters and non-converters")
+    ranked = scores[:, order]
+    pos, neg = ranked[:, :m], ranked[:, m:]
+    tx = np.vstack([rankdata(row) for row in pos])
+    ty = np.vstack([rankdata(row) for row in neg])
+    tz = np.vstack([rankdata(row) for row in ranked])
+    aucs = tz[:, :m].sum(axis=1) / m / n - (m + 1.0) / (2.0 * n)
+    v01 = (tz[:, :m] - tx) / n                     # per converter: share of non-converters ranked below
+    v10 = 1.0 - (tz[:, m:] - ty) / m               # per non-converter: share of converters ranked above
+    cov = np.atleast_2d(np.cov(v01)) / m + np.atleast_2d(np.cov(v10)) / n
+    variance = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    diff = float(aucs[1] - aucs[0])
+    se = float(np.sqrt(max(variance, 0.0)))
+    z = diff / se if se > 0 else (0.0 if diff == 0 else np.copysign(np.inf, diff))
+    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "diff": diff, "se": se, "z": float(z),
+            "p_value": float(2 * norm.sf(abs(z))), "p_better": float(norm.sf(z)),
+            "var_a": float(cov[0, 0]), "var_b": float(cov[1, 1])}
