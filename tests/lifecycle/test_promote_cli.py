@@ -42,7 +42,8 @@ def test_promote_on_a_labelled_table_then_reject_and_force(tmp_path, bundles, ca
     registry, weak, good = _registry(tmp_path, bundles)
     fresh = make_flat_leads(4000, seed=9)
     fresh.to_parquet(tmp_path / "fresh.parquet")
-    common = ["--registry", str(registry.root), "--data", str(tmp_path / "fresh.parquet"), "--label", "converted"]
+    common = ["--registry", str(registry.root), "--data", str(tmp_path / "fresh.parquet"),
+              "--label", "converted"]
     assert main(["models", "challenger", good, "--registry", str(registry.root)]) == 0
     capsys.readouterr()
     assert main(["models", "promote", good, *common, "--json"]) == 0
