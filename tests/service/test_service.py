@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -737,3 +738,42 @@ def test_random_keys_cannot_make_the_server_hash_slowly_for_everyone(
     assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 429)
     assert len(calls) <= 5 + int(elapsed) + 1  # one scrypt key configured: one hash per check
     assert client.get("/v1/model", headers=auth()).status_code == 200  # a valid key is never throttled
+
+
+def test_challenger_scores_in_the_shadow_and_is_never_returned(settings: ServiceSettings,
+                                                               registry: tuple[Registry, str, str]) -> None:
+    """With a challenger marked, every lead is also scored by it (another schema here: v2 expects an
+    `employees` field the requests lack) and logged beside the champion's row; answers stay the
+    champion's."""
+    reg, v1, v2 = registry
+    reg.set_challenger(v2)
+    sent = _score_and_close(settings, n_single=5, batch_size=20)
+    rows = log_rows(settings.prediction_log_url)
+    champion = [r for r in rows if r["model_version"] == v1]
+    shadow = [r for r in rows if r["model_version"] == v2]
+    assert len(champion) == len(shadow) == 25 and len(rows) == 50
+    assert all(item["outputs"]["model_version"] == v1 for item in sent)    # answers: the champion's
+    _check_log(champion, sent)
+    by_key = {(r["request_id"], r["lead_id"]): r for r in shadow}
+    for item in sent:
+        row = by_key[(item["request_id"], item["outputs"]["lead_id"])]
+        assert row["inputs"] == item["inputs"] and row["outputs"]["shadow"] is True
+        assert row["outputs"]["champion"] == v1
+    frame = pd.DataFrame([item["inputs"] for item in sent])
+    challenger = Scorer(reg.load(v2), v2, allow_missing=True)
+    expected = challenger.score_frame(frame.drop(columns="lead_id"), reasons=0)
+    got = [by_key[(item["request_id"], item["outputs"]["lead_id"])]["probability"] for item in sent]
+    np.testing.assert_allclose(got, expected["probability"].to_numpy(), atol=1e-6)
+    lead = to_payload(make_flat_leads(1, seed=5).iloc[0].to_dict(), Scorer.load(registry=reg.root).schema,
+                      omit_missing=True)
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/score", json=lead, headers=auth()).status_code == 200
+        counted = f'leadscore_shadow_predictions_total{{model_version="{v2}"}} 1.0'
+        assert counted in client.get("/metrics").text
+        reg.set_challenger(None)                       # unmarked: the workers follow the registry
+        deadline = time.monotonic() + 10
+        while client.app.state.service.holder.current.shadow is not None:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the challenger was not dropped"
+            time.sleep(0.05)
+        assert client.post("/v1/score", json=lead, headers=auth()).status_code == 200
+    assert len(log_rows(settings.prediction_log_url)) == 50 + 2 + 1

@@ -33,15 +33,21 @@ Signature = tuple[int, int, int] | None
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded, verified model version and the request models generated from its schema."""
+    """A loaded, verified model version and the request models generated from its schema, with the
+    registry's challenger (``shadow``) when one is marked: it scores every lead too, logged only."""
 
     scorer: Scorer
     models: LeadModels
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    shadow: Scorer | None = None
 
     @property
     def version(self) -> str:
         return self.scorer.version
+
+    @property
+    def shadow_version(self) -> str | None:
+        return None if self.shadow is None else self.shadow.version
 
 
 WARM_UP_VALUES = {"numeric": 1.0, "categorical": "warm-up", "datetime": "2024-01-02T12:00:00",
@@ -90,18 +96,45 @@ class ModelHolder:
             return None
         return st.st_ino, st.st_size, st.st_mtime_ns
 
-    def prepare(self, version: str) -> ServedModel:
-        """Load and verify ``version`` with its request models, without serving it yet.
+    def prepare(self, version: str, challenger: str | None = None) -> ServedModel:
+        """Load and verify ``version`` with its request models (and the ``challenger`` to score in its
+        shadow), without serving it yet. A challenger that cannot be loaded is left out, with an error
+        in the log: it must never keep the champion from serving.
 
         Raises
         ------
         ModelNotFoundError, ModelIntegrityError
             If the version does not exist or its artifact fails the sha256 check.
         """
-        bundle = self.registry.load(version)  # registry versions only (never a folder path), verified
-        scorer = Scorer(bundle, str(bundle.metadata.get("version") or version))
-        warm_up(scorer)
-        return ServedModel(scorer, build_models(scorer.schema, self.batch_limit))
+        current = self.current
+        if current is not None and current.version == version:
+            scorer, models = current.scorer, current.models
+        else:
+            bundle = self.registry.load(version)  # registry versions only (never a folder path), verified
+            scorer = Scorer(bundle, str(bundle.metadata.get("version") or version))
+            warm_up(scorer)
+            models = build_models(scorer.schema, self.batch_limit)
+        return ServedModel(scorer, models, shadow=self._shadow(challenger, current))
+
+    def _shadow(self, challenger: str | None, current: ServedModel | None) -> Scorer | None:
+        if challenger is None:
+            return None
+        if current is not None and current.shadow_version == challenger:
+            return current.shadow
+        try:
+            bundle = self.registry.load(challenger)
+        except LeadscoreError as exc:
+            log.error("cannot load challenger %s for shadow scoring: %s", challenger, exc)
+            return None
+        shadow = Scorer(bundle, str(bundle.metadata.get("version") or challenger), allow_missing=True)
+        warm_up(shadow)
+        return shadow
+
+    def _challenger(self) -> str | None:
+        try:
+            return self.registry.challenger_version()
+        except ModelIntegrityError:
+            return None
 
     def install(self, served: ServedModel) -> None:
         """Serve ``served`` from the next request on."""
@@ -115,6 +148,9 @@ class ModelHolder:
         if previous is None or previous.version != served.version:
             log.info("serving model %s (was %s)", served.version, previous.version if previous else "none")
             self._on_switch(served.version, previous.version if previous else None)
+        if served.shadow_version != (previous.shadow_version if previous else None):
+            log.info("challenger %s scored in the shadow of %s", served.shadow_version or "none",
+                     served.version)
 
     def refresh(self, *, force: bool = False) -> bool:
         """Serve the registry's active version if it changed; True if a new model was swapped in.
@@ -134,9 +170,11 @@ class ModelHolder:
                 if active is None:
                     raise ModelNotFoundError(f"{self.registry.root}/ has no active model: run `dvc repro` or "
                                              "`leadscore models activate VERSION`")
-                if self.current is not None and self.current.version == active:
+                challenger = self._challenger()
+                if self.current is not None and self.current.version == active \
+                        and self.current.shadow_version == challenger:
                     return False
-                served = self.prepare(active)
+                served = self.prepare(active, challenger)
             except LeadscoreError as exc:
                 if str(exc) != self.last_error:
                     log.error("cannot serve the registry's active model: %s", exc)
@@ -163,7 +201,8 @@ class ModelHolder:
 
     def activate(self, version: str) -> tuple[str, str | None]:
         """Load ``version``, make it the registry's active version and serve it; (new, previous)."""
-        served = self.prepare(version)
+        challenger = self._challenger()
+        served = self.prepare(version, None if challenger == version else challenger)
         with self._lock:
             try:
                 previous = self.registry.active_version()
@@ -181,7 +220,7 @@ class ModelHolder:
             version = self.registry.rollback()
             self._signature = self._active_signature()
             try:
-                served = self.prepare(version)
+                served = self.prepare(version, self._challenger())
             except LeadscoreError as exc:
                 self.last_error = str(exc)
                 raise

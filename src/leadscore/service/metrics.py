@@ -61,6 +61,12 @@ class ServiceMetrics:
                                     "Failed prediction-log writes (retried)", registry=reg)
         self.model_switches = Counter("leadscore_model_switches", "Times a worker swapped in another model",
                                       registry=reg)
+        self.shadow_predictions = Counter("leadscore_shadow_predictions",
+                                          "Leads also scored by the challenger (logged, never returned)",
+                                          ["model_version"], registry=reg)
+        self.shadow_failures = Counter("leadscore_shadow_failures",
+                                       "Requests the challenger could not score (the answer is unaffected)",
+                                       registry=reg)
         self.model_loaded = Gauge("leadscore_model_loaded", "1 for the model version a worker serves",
                                   ["model_version"], registry=reg, multiprocess_mode="liveall")
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from leadscore.artifacts.registry import Registry
-from leadscore.core.exceptions import ConfigError
+from leadscore.core.exceptions import ConfigError, LeadscoreError
 from leadscore.monitoring.alerts import CheckState
 from leadscore.monitoring.exposition import StatesCollector, load_states
 from leadscore.monitoring.outcomes import OutcomeStore
@@ -157,11 +157,34 @@ class Service:
             sent_id = None if id_column else models.lead_id(lead)
             result["lead_id"] = _native(result["lead_id"]) if sent_id is None else sent_id
         stamp = datetime.fromisoformat(results[0]["scored_at"])
+        inputs = [models.inputs(lead) for lead in leads]
         rows = [{"request_id": request_id, "lead_id": None if r["lead_id"] is None else str(r["lead_id"]),
                  "model_version": r["model_version"], "probability": r["probability"], "score": r["score"],
-                 "tier": r["tier"], "inputs": models.inputs(lead), "outputs": r, "scored_at": stamp}
-                for r, lead in zip(results, leads, strict=True)]
+                 "tier": r["tier"], "inputs": fields, "outputs": r, "scored_at": stamp}
+                for r, fields in zip(results, inputs, strict=True)]
+        if served.shadow is not None:
+            frame = pd.DataFrame([models.row(lead) for lead in leads], columns=list(models.scored))
+            rows += self._shadow_rows(served, rows, frame.drop(columns=[id_column] if id_column else []))
         return results, rows
+
+    def _shadow_rows(self, served: ServedModel, rows: list[dict[str, Any]],
+                     frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """The challenger's scores of the same leads as log rows (``outputs.shadow`` true), never part
+        of the answer; a challenger that fails is logged and counted, and the request goes on."""
+        assert served.shadow is not None
+        try:
+            scored = served.shadow.score_frame(frame, reasons=0)
+        except (LeadscoreError, ValueError, KeyError) as exc:
+            log.warning("challenger %s could not score a request: %s", served.shadow_version, exc)
+            self.metrics.shadow_failures.inc()
+            return []
+        version = str(served.shadow_version)
+        self.metrics.shadow_predictions.labels(version).inc(len(scored))
+        return [{**row, "model_version": version, "probability": float(p), "score": int(score), "tier": tier,
+                 "outputs": {"shadow": True, "probability": float(p), "score": int(score), "tier": tier,
+                             "champion": row["model_version"]}}
+                for row, p, score, tier in zip(rows, scored["probability"], scored["score"], scored["tier"],
+                                               strict=True)]
 
 
 def _records(scored: pd.DataFrame) -> list[dict[str, Any]]:
