@@ -18,6 +18,7 @@ lead_id) kept, sent as JSON the way a CRM would.
 
     python benchmarks/bench_service.py                      # ./registry, artifacts/split/open.parquet
     python benchmarks/bench_service.py --registry registry --rate 200 --duration 20
+    python benchmarks/bench_service.py --fixed-only --challenger VERSION   # the cost of shadow scoring
 """
 
 from __future__ import annotations
@@ -403,6 +404,10 @@ def main() -> None:
     parser.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--sample", type=int, default=2000, help="leads sampled for the requests")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--challenger", metavar="VERSION",
+                        help="mark VERSION as challenger for the run (shadow-scored; unmarked afterwards)")
+    parser.add_argument("--fixed-only", action="store_true",
+                        help="only the 2 req/s and fixed-rate figures (skip max rate and batch)")
     args = parser.parse_args()
 
     registry = Registry(args.registry)
@@ -430,6 +435,10 @@ def main() -> None:
     print(f"  reference  in process, 1 lead, 3 reasons: score_lead median {ms(by_lead)}, "
           f"score_frame median {ms(by_frame)}", flush=True)
 
+    previous_challenger = registry.challenger_version()
+    if args.challenger:
+        registry.set_challenger(args.challenger)
+    print(f"  challenger {registry.challenger_version() or 'none'} (scored in the shadow of every request)")
     work = Path(tempfile.mkdtemp(prefix="bench-service-"))
     proc, url, key = start_server(args.registry, work, args.workers, free_port())
     try:
@@ -443,6 +452,8 @@ def main() -> None:
               f"p50 {ms(fixed['p50'])}, p99 {ms(fixed['p99'])} ({fixed['ok']:.0f} of {fixed['sent']:.0f} "
               f"answered, {fixed['errors']:.0f} errors or timeouts, {fixed['throughput']:.1f} req/s done)",
               flush=True)
+        if args.fixed_only:
+            return
         print("max throughput with p99 < 50 ms:")
         if use_wrk:
             best, last = max_rate_wrk(url, key, bodies, work, args.step)
@@ -480,6 +491,8 @@ def main() -> None:
                      if line.startswith("leadscore_predictions_total{"))
     finally:
         stop_server(proc)
+        if args.challenger:
+            registry.set_challenger(previous_challenger)
     with sqlite3.connect(work / "predictions.db") as db:
         rows = db.execute("SELECT count(*) FROM prediction_log").fetchone()[0]
     print(f"prediction log: {rows:,} rows written for {scored:,.0f} leads scored; server stopped "
