@@ -94,6 +94,14 @@ class PromotionParams:
 
 
 @dataclass(frozen=True)
+class RetrainParams:
+    min_new_labels: int = 100     # retrain once this many leads matured (labelled) after the model's data
+    max_age_days: float = 30.0    # ... or once the active model is this old
+    on_alert: bool = True         # ... or when `leadscore monitor check` saved an alert for it
+    holdout_months: int = 1       # the newest labelled months the challenger does not train on: the gate's
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     demo: DemoParams = DemoParams()
@@ -111,6 +119,7 @@ class Params:
     calibration_bins: int = 10
     monitoring: MonitoringParams = MonitoringParams()
     promotion: PromotionParams = PromotionParams()
+    retrain: RetrainParams = RetrainParams()
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -177,6 +186,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         calibration_bins=int(_section(raw, "evaluate").get("calibration_bins", 10)),
         monitoring=MonitoringParams(**_tuples(_section(raw, "monitoring"), "ignore")),
         promotion=PromotionParams(**_section(raw, "promotion")),
+        retrain=RetrainParams(**_section(raw, "retrain")),
     )
 
 

@@ -42,6 +42,8 @@ def export_model(model_dir: str | Path, metrics_path: str | Path, raw_dir: str |
     })
     if predictions_path is not None:
         bundle.metadata["holdout"] = test_period_summary(predictions_path, bundle.metadata)
+        created = pd.to_datetime(read_table(predictions_path)["created_at"])
+        bundle.metadata["labelled_until"] = created.max().isoformat()  # judged on leads up to here
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)

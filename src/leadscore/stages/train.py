@@ -15,10 +15,9 @@ import pandas as pd
 from leadscore.artifacts.bundle import ModelBundle, save_bundle
 from leadscore.artifacts.paths import CANDIDATES_DIR, CHAMPION_DIR, SELECTION_DIR, train_outputs
 from leadscore.core.config import Params
-from leadscore.data.crm import snapshot_schema
 from leadscore.data.tables import read_table, write_table
 from leadscore.modeling.ensemble import LeadModel
-from leadscore.training.build import BuiltModel, model_metadata, train_model
+from leadscore.training.build import BuiltModel, snapshot_bundle
 from leadscore.training.clusters import lead_clusters
 from leadscore.training.selection import SelectionSettings, build_estimator
 
@@ -63,18 +62,12 @@ def train_stage(train_path: str | Path, out_dir: str | Path, params: Params, *,
     """Fit the champion on the training period and write everything the later stages read."""
     train = read_table(train_path)
     y = train["label"].astype(int)
-    schema = snapshot_schema(train, params)
-    trained = train_model(train, y, schema, params, times=train["created_at"], progress=progress,
-                          guard_schema=snapshot_schema(train, params, keep_excluded=True))
-    champion = trained.champion
+    trained, bundle = snapshot_bundle(train, params, progress=progress)
+    champion, schema, base = trained.champion, bundle.schema, bundle.metadata
     outputs = train_outputs(out_dir)
     for folder in outputs.values():
         shutil.rmtree(folder, ignore_errors=True)
-    base = {**model_metadata(trained, y, schema, params, target="label", id_column="lead_id",
-                             time_column="created_at", times=train["created_at"]),
-            "snapshot": {"snapshot_days": params.snapshot.snapshot_days,
-                         "label_window_days": params.snapshot.label_window_days}}
-    save_bundle(ModelBundle(champion.scorer, schema, base), outputs[CHAMPION_DIR])
+    save_bundle(bundle, outputs[CHAMPION_DIR])
     _save_candidates(trained.X, y, schema, champion, replace(trained.settings, n_trials=0),
                      outputs[CANDIDATES_DIR], base)
     _save_selection(train, trained.X, y, schema, champion, params, outputs[SELECTION_DIR])

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadscore.artifacts.bundle import ModelBundle
 from leadscore.artifacts.metadata import base_metadata
 from leadscore.core.config import DecisionParams, LeakageParams, Params
 from leadscore.core.exceptions import ConfigError
@@ -232,3 +233,21 @@ def model_metadata(trained: TrainedModel, y: pd.Series, schema: TableSchema, par
         "fit_seconds": round(trained.seconds, 2),
     }
 
+
+
+def snapshot_bundle(train: pd.DataFrame, params: Params, *,
+                    progress: bool = False) -> tuple[TrainedModel, ModelBundle]:
+    """Train on point-in-time lead rows (``label``, ``lead_id``, ``created_at`` and the snapshot's
+    features) and bundle the champion with its metadata: the one path of the ``train`` stage and of
+    ``leadscore retrain``."""
+    from leadscore.data.crm import snapshot_schema
+
+    y = train["label"].astype(int)
+    schema = snapshot_schema(train, params)
+    trained = train_model(train, y, schema, params, times=train["created_at"], progress=progress,
+                          guard_schema=snapshot_schema(train, params, keep_excluded=True))
+    meta = {**model_metadata(trained, y, schema, params, target="label", id_column="lead_id",
+                             time_column="created_at", times=train["created_at"]),
+            "snapshot": {"snapshot_days": params.snapshot.snapshot_days,
+                         "label_window_days": params.snapshot.label_window_days}}
+    return trained, ModelBundle(trained.champion.scorer, schema, meta)
