@@ -163,17 +163,26 @@ class Service:
                  "tier": r["tier"], "inputs": fields, "outputs": r, "scored_at": stamp}
                 for r, fields in zip(results, inputs, strict=True)]
         if served.shadow is not None:
-            frame = pd.DataFrame([models.row(lead) for lead in leads], columns=list(models.scored))
-            rows += self._shadow_rows(served, rows, frame.drop(columns=[id_column] if id_column else []))
+            plain = [{k: v for k, v in row.items() if k != id_column} for row in
+                     (models.row(lead) for lead in leads)]
+            rows += self._shadow_rows(served, rows, plain)
         return results, rows
 
     def _shadow_rows(self, served: ServedModel, rows: list[dict[str, Any]],
-                     frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """The challenger's scores of the same leads as log rows (``outputs.shadow`` true), never part
-        of the answer; a challenger that fails is logged and counted, and the request goes on."""
-        assert served.shadow is not None
+                     leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The challenger's scores of the same leads (no reasons: nobody reads them) as log rows
+        (``outputs.shadow`` true), never part of the answer; a challenger that fails is logged and
+        counted, and the request goes on."""
+        shadow = served.shadow
+        assert shadow is not None
         try:
-            scored = served.shadow.score_frame(frame, reasons=0)
+            if len(leads) == 1:  # the compiled one-lead path, as for the champion
+                one = shadow.score_lead(leads[0], reasons=0)
+                scored = [(one["probability"], one["score"], one["tier"])]
+            else:
+                frame = shadow.score_frame(pd.DataFrame(leads), reasons=0)
+                scored = list(zip(frame["probability"].astype(float), frame["score"].astype(int),
+                                  frame["tier"], strict=True))
         except (LeadscoreError, ValueError, KeyError) as exc:
             log.warning("challenger %s could not score a request: %s", served.shadow_version, exc)
             self.metrics.shadow_failures.inc()
@@ -183,8 +192,7 @@ class Service:
         return [{**row, "model_version": version, "probability": float(p), "score": int(score), "tier": tier,
                  "outputs": {"shadow": True, "probability": float(p), "score": int(score), "tier": tier,
                              "champion": row["model_version"]}}
-                for row, p, score, tier in zip(rows, scored["probability"], scored["score"], scored["tier"],
-                                               strict=True)]
+                for row, (p, score, tier) in zip(rows, scored, strict=True)]
 
 
 def _records(scored: pd.DataFrame) -> list[dict[str, Any]]:
