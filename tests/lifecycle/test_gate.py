@@ -83,3 +83,14 @@ def test_swapping_champion_and_challenger_never_promotes_both(seed: int, swap: b
     if one.decision == PROMOTE:  # b better than a at the level: a is worse than b at the same level
         assert other.decision == REJECT
     assert one.figures["roc_auc_diff"] == pytest.approx(-other.figures["roc_auc_diff"])
+
+
+def test_small_sample_ece_noise_does_not_reject_a_calibrated_challenger() -> None:
+    # the champion predicts the base rate (its ECE is near 0 by construction); the challenger knows the
+    # truth. On 400 leads a calibrated model's ECE is several points by chance alone: not a reason.
+    y, truth = _population(400, 17)
+    base = np.full(len(y), y.mean())
+    decision = judge(y, base, truth, SETTINGS)
+    assert decision.figures["challenger_ece"] > decision.figures["champion_ece"] + SETTINGS.ece_tolerance
+    assert decision.figures["challenger_ece"] <= decision.figures["challenger_ece_noise"]
+    assert decision.decision == PROMOTE, decision.reasons

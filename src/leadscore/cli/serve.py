@@ -75,7 +75,10 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         keys_file=Path(keys) if keys else None, batch_limit=args.batch_limit,
         max_body_bytes=args.max_body_bytes, rate_limit=args.rate_limit, rate_burst=args.rate_burst,
         log_url=args.log_db, log_table=args.log_table, poll_interval=args.poll_interval,
-        journal_dir=Path(args.journal) if args.journal else None)
+        journal_dir=Path(args.journal) if args.journal else None,
+        train_crm=Path(args.train_crm) if args.train_crm else None,
+        train_params=Path(args.train_params) if args.train_params else
+        (Path("params.yaml") if Path("params.yaml").exists() else None))
     run(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
         access_log=not args.no_access_log)
 
@@ -117,6 +120,10 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default: %(default)s)")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    p.add_argument("--train-crm", metavar="DIR",
+                   help="CRM tables that POST /v1/model/train retrains on (without it: 503)")
+    p.add_argument("--train-params", metavar="FILE",
+                   help="settings for those jobs (default: ./params.yaml if present, else built-in)")
     keys = p.add_argument_group("API keys (print and exit)")
     keys.add_argument("--hash-key", action="store_true",
                       help="read a key from stdin (or a prompt) and print its hash for the keys file")

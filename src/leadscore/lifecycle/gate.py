@@ -4,7 +4,9 @@ Both versions are judged on the same leads (their scores, with matured labels):
 
 1. fewer than ``min_labeled`` leads, or only one outcome among them: **keep** (no evidence either way);
 2. DeLong's paired test on ROC-AUC says the challenger ranks worse at level ``alpha``: **reject**;
-3. probabilities worse than the champion's by more than a tolerance (Brier score or ECE): **reject**;
+3. probabilities worse than the champion's by more than a tolerance: Brier score, or ECE when it is also
+   beyond what sampling alone gives a perfectly calibrated model on these leads (the 95th percentile of
+   its ECE with labels drawn from its own probabilities): **reject**;
 4. DeLong says it ranks better at level ``alpha`` (one-sided): **promote**; otherwise **keep** it as
    challenger and wait for more leads.
 """
@@ -39,6 +41,15 @@ def _brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2))
 
 
+def ece_noise(prob: np.ndarray, *, level: float = 0.95, n_sim: int = 200, seed: int = 0) -> float:
+    """The ``level`` quantile of the ECE a perfectly calibrated model with probabilities ``prob`` would
+    show on this many leads (labels drawn from ``prob``): ECE below it is no evidence of miscalibration."""
+    rng = np.random.default_rng(seed)
+    draws = [expected_calibration_error((rng.random(len(prob)) < prob).astype(int), prob)
+             for _ in range(n_sim)]
+    return float(np.quantile(draws, level))
+
+
 def judge(y_true: Any, champion: Any, challenger: Any, settings: PromotionParams) -> GateDecision:
     """The decision for ``challenger`` against ``champion``: scores of the same leads, labels ``y_true``."""
     y = np.asarray(y_true, int)
@@ -63,9 +74,12 @@ def judge(y_true: Any, champion: Any, challenger: Any, settings: PromotionParams
     if figures["challenger_brier"] > figures["champion_brier"] + settings.brier_tolerance:
         worse_calibration.append(f"Brier {figures['challenger_brier']:.4f} vs "
                                  f"{figures['champion_brier']:.4f} (tolerance {settings.brier_tolerance:g})")
-    if figures["challenger_ece"] > figures["champion_ece"] + settings.ece_tolerance:
+    figures["challenger_ece_noise"] = ece_noise(b)
+    if figures["challenger_ece"] > max(figures["champion_ece"] + settings.ece_tolerance,
+                                       figures["challenger_ece_noise"]):
         worse_calibration.append(f"ECE {figures['challenger_ece']:.4f} vs {figures['champion_ece']:.4f} "
-                                 f"(tolerance {settings.ece_tolerance:g})")
+                                 f"(tolerance {settings.ece_tolerance:g}; a calibrated model would reach "
+                                 f"{figures['challenger_ece_noise']:.4f} on these leads by chance)")
     if worse_calibration:
         return GateDecision(REJECT, [*reasons, "probabilities worse: " + "; ".join(worse_calibration)],
                             figures)

@@ -39,7 +39,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.monitor_states: CollectorRegistry | None = None
+        self.shared: CollectorRegistry | None = None
         reg = self.registry
         self.requests = Counter("leadscore_http_requests", "HTTP requests by endpoint, method and status",
                                 ["endpoint", "method", "status"], registry=reg)
@@ -88,15 +88,17 @@ class ServiceMetrics:
             self.model_switches.inc()
         self.model_loaded.labels(version).set(1)
 
-    def export_monitor_states(self, collector: Collector) -> None:
-        """Add the monitoring checks' alert states (read from the store by ``collector``) to /metrics."""
-        self.monitor_states = CollectorRegistry()
-        self.monitor_states.register(collector)
+    def add_shared(self, collector: Collector) -> None:
+        """Add a collector whose figures every worker reads from shared state (the store's monitoring
+        states, the training jobs and gate decisions), so they are not added up across workers."""
+        if self.shared is None:
+            self.shared = CollectorRegistry()
+        self.shared.register(collector)
 
     def render(self) -> bytes:
         """The text exposition format: this process's metrics, or all workers' in multiprocess mode,
-        then the monitoring states (the same for every worker: they come from the store)."""
-        states = b"" if self.monitor_states is None else generate_latest(self.monitor_states)
+        then the shared figures (the same for every worker)."""
+        states = b"" if self.shared is None else generate_latest(self.shared)
         if multiprocess_mode():
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)

@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from leadscore.core.exceptions import ModelNotFoundError
+from leadscore.core.exceptions import ConfigError, ModelNotFoundError
 from leadscore.service.auth import HEADER, ApiKey, Role, SlowHashThrottled
 from leadscore.service.errors import error_response, request_id, validation_detail
 from leadscore.service.holder import ServedModel
@@ -30,11 +30,13 @@ from leadscore.service.schemas import (
     ScoreResponse,
     Status,
     SwitchResponse,
+    TrainJob,
     VersionEntry,
     VersionsResponse,
 )
 from leadscore.service.settings import MAX_REASONS
 from leadscore.service.state import Service
+from leadscore.service.training import TrainJobRunning, UnknownTrainJob
 
 log = logging.getLogger("leadscore.service")
 router = APIRouter()
@@ -181,6 +183,33 @@ def rollback(request: Request, key: ApiKey = admin_key) -> Response | SwitchResp
         return error_response(request, 409, str(exc))
     log.info("key %s rolled back to model %s (was %s)", key.name, new, previous)
     return SwitchResponse(active=new, previous=previous)
+
+
+@router.post("/v1/model/train", response_model=TrainJob, status_code=202, tags=["model"],
+             responses=_errors(401, 403, 409, 429))
+def train(request: Request, key: ApiKey = admin_key) -> Response:
+    """Start a retraining job in the background (admin): the same cycle as `leadscore retrain --crm`
+    (train on the refreshed CRM data, gate, activate only what passes). One job at a time; 409 while
+    one runs or when the server was started without `--train-crm`."""
+    try:
+        job = service(request).train_jobs.start()
+    except TrainJobRunning as exc:
+        return error_response(request, 409, str(exc))
+    except ConfigError as exc:  # not configured: the request cannot be served in this state
+        return error_response(request, 409, str(exc))
+    log.info("key %s started training job %s", key.name, job["job"])
+    return JSONResponse(TrainJob(**job).model_dump(), status_code=202)
+
+
+@router.get("/v1/model/train/{job}", response_model=TrainJob, tags=["model"],
+            responses=_errors(401, 403, 404, 429))
+def train_status(job: str, request: Request, key: ApiKey = admin_key) -> Response:
+    """A training job's state, its result once finished, and the last lines of its output (admin)."""
+    try:
+        state = service(request).train_jobs.get(job)
+    except UnknownTrainJob as exc:
+        return error_response(request, 404, str(exc))
+    return JSONResponse(TrainJob(**state).model_dump())
 
 
 @router.post("/v1/outcomes", response_model=OutcomeResponse, tags=["outcomes"],

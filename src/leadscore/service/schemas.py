@@ -223,6 +223,21 @@ class SwitchResponse(BaseModel):
     previous: str | None
 
 
+class TrainJob(BaseModel):
+    """A retraining job started through the API: running, succeeded or failed, with the cycle's result
+    (triggers, the new version, the gate's decision and figures) once it ends."""
+
+    job: str
+    state: str
+    started_at: str
+    finished_at: str | None = None
+    seconds: float | None = None
+    exit_code: int | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    log_tail: list[str] = []
+
+
 class OutcomeRequest(BaseModel):
     """The actual outcome of a lead; sending it again for the same lead replaces the earlier one."""
 

@@ -57,6 +57,8 @@ class ServiceSettings:
     journal_dir : the local journal every prediction is synced to before it is answered; default
         ``prediction-journal/<destination>/`` next to the registry folder, one folder per log database
         and table (a server adopts only the journals of its own destination).
+    train_crm, train_params : the CRM tables (and settings file) ``POST /v1/model/train`` retrains on;
+        without ``train_crm`` that endpoint answers 503.
     """
 
     registry: Path = Path("registry")
@@ -75,10 +77,12 @@ class ServiceSettings:
     log_max_queue: int = 200_000
     default_reasons: int = 3
     journal_dir: Path | None = None
+    train_crm: Path | None = None
+    train_params: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registry", Path(self.registry))
-        for name in ("keys_file", "state_dir", "journal_dir"):
+        for name in ("keys_file", "state_dir", "journal_dir", "train_crm", "train_params"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))

@@ -29,6 +29,7 @@ from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
 from leadscore.service.ratelimit import TokenBuckets
 from leadscore.service.settings import ServiceSettings
+from leadscore.service.training import TrainingCollector, TrainJobs
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class Service:
 
     def __post_init__(self) -> None:
         self.registry = Registry(self.settings.registry)
+        self.train_jobs = TrainJobs(self.settings.registry, crm=self.settings.train_crm,
+                                    params=self.settings.train_params)
         self.holder = ModelHolder(self.registry, batch_limit=self.settings.batch_limit,
                                   poll_interval=self.settings.poll_interval, on_switch=self.metrics.serving)
         state_dir = self.settings.state_dir
@@ -92,7 +95,8 @@ class Service:
             on_failure=metrics.log_failures.inc)
         self._predlog.start()
         self._outcomes = OutcomeStore(self._engine, outcome_table)
-        metrics.export_monitor_states(StatesCollector(self._monitor_states))
+        metrics.add_shared(StatesCollector(self._monitor_states))
+        metrics.add_shared(TrainingCollector(self.train_jobs, self.registry.events))
         # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
         # keeps answering single leads (about a millisecond each: scored inline), /health and /metrics
         self._batch_limiter = anyio.CapacityLimiter(1)
