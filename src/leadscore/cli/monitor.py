@@ -296,6 +296,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scores_options(p: argparse.ArgumentParser, *, now: str) -> None:
+    """Where the scores come from, which version, the period, the label window and ``--now``."""
+    p.add_argument("--scores", metavar="FILE", help="a batch scores file instead of the prediction log")
+    p.add_argument("--scores-table", metavar="NAME", help="a batch scores table in --db instead of the log")
+    p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
+    p.add_argument("--window-days", type=float, metavar="N",
+                   help="label window (default: the model's, else params.yaml snapshot.label_window_days)")
+    p.add_argument("--now", metavar="DATE", help=now)
+
+
 def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``leadscore outcomes import`` and ``leadscore monitor {performance,estimate,drift,replay}``."""
     outcomes = commands.add_parser("outcomes", help="import what became of scored leads",
@@ -335,14 +346,8 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
         "examples:\n"
         "  leadscore monitor performance --by week\n"
         "  leadscore monitor performance --scores scores.parquet --segment vertical --json")
-    p.add_argument("--scores", metavar="FILE", help="a batch scores file instead of the prediction log")
-    p.add_argument("--scores-table", metavar="NAME", help="a batch scores table in --db instead of the log")
-    p.add_argument("--version", metavar="V", help="only this model version")
-    p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
+    _add_scores_options(p, now="judge label maturity as of DATE (default: now)")
     p.add_argument("--segment", metavar="COL", help="also split by this column of the scores")
-    p.add_argument("--window-days", type=float, metavar="N",
-                   help="label window (default: the model's, else params.yaml snapshot.label_window_days)")
-    p.add_argument("--now", metavar="DATE", help="judge label maturity as of DATE (default: now)")
     add_store_options(p)
     add_params_option(p)
     p = add_command(sub, "estimate", _cmd_estimate, "estimated performance of periods whose labels are open",
@@ -356,13 +361,7 @@ def add_monitor_commands(commands: argparse._SubParsersAction) -> None:
         "examples:\n"
         "  leadscore monitor estimate --by week\n"
         "  leadscore monitor estimate --backtest --by week --now 2025-08-31 --json")
-    p.add_argument("--scores", metavar="FILE", help="a batch scores file instead of the prediction log")
-    p.add_argument("--scores-table", metavar="NAME", help="a batch scores table in --db instead of the log")
-    p.add_argument("--version", metavar="V", help="only this model version")
-    p.add_argument("--by", choices=("week", "month"), default="month", help="period (default: %(default)s)")
-    p.add_argument("--window-days", type=float, metavar="N",
-                   help="label window (default: the model's, else params.yaml snapshot.label_window_days)")
-    p.add_argument("--now", metavar="DATE", help="estimate as of DATE (default: now)")
+    _add_scores_options(p, now="estimate as of DATE (default: now)")
     p.add_argument("--backtest", action="store_true", help="check past estimates against realized values")
     p.add_argument("--lag-days", type=float, default=0.0, metavar="N",
                    help="backtest: estimate N days after each period ended (default: %(default)s)")

@@ -313,12 +313,9 @@ class PredictionLog:
         self._on_depth(self.depth)
 
 
-def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
-             since: datetime | None = None, inputs: bool = False) -> pd.DataFrame:
-    """The logged scores (lead_id, model_version, probability, score, tier, scored_at), oldest first;
-    with ``inputs``, the scored leads' input fields as further columns."""
-    columns = [table.c.lead_id, table.c.model_version, table.c.probability, table.c.score, table.c.tier,
-               table.c.scored_at, *([table.c.inputs] if inputs else [])]
+def _read_scores(engine: sa.Engine, table: sa.Table, columns: list[Any], version: str | None,
+                 since: datetime | None) -> pd.DataFrame:
+    """``columns`` of ``table``, oldest first, of one model version and since a time when given."""
     query = sa.select(*columns).order_by(table.c.scored_at)
     if version is not None:
         query = query.where(table.c.model_version == version)
@@ -327,6 +324,16 @@ def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
     with engine.connect() as conn:
         frame = pd.read_sql(query, conn)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
+    return frame
+
+
+def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
+             since: datetime | None = None, inputs: bool = False) -> pd.DataFrame:
+    """The logged scores (lead_id, model_version, probability, score, tier, scored_at), oldest first;
+    with ``inputs``, the scored leads' input fields as further columns."""
+    columns = [table.c.lead_id, table.c.model_version, table.c.probability, table.c.score, table.c.tier,
+               table.c.scored_at, *([table.c.inputs] if inputs else [])]
+    frame = _read_scores(engine, table, columns, version, since)
     if inputs:
         fields = pd.DataFrame(list(frame.pop("inputs")), index=frame.index)
         frame = frame.join(fields[[c for c in fields.columns if c not in frame.columns]])
@@ -353,15 +360,7 @@ def read_scores_table(engine: sa.Engine, name: str, *, version: str | None = Non
     if missing:
         raise DataValidationError(f"table {name!r} is not a scores table: missing {', '.join(missing)}")
     columns = [table.c[c] for c in (*needed, "score", "tier") if c in table.c]
-    query = sa.select(*columns).order_by(table.c.scored_at)
-    if version is not None:
-        query = query.where(table.c.model_version == version)
-    if since is not None:
-        query = query.where(table.c.scored_at >= since)
-    with engine.connect() as conn:
-        frame = pd.read_sql(query, conn)
-    frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
-    return frame
+    return _read_scores(engine, table, columns, version, since)
 
 
 def count_logged(engine: sa.Engine, table: sa.Table, *, since: datetime | None = None) -> int:
