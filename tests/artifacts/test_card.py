@@ -63,6 +63,10 @@ def test_card_of_a_fitted_model_states_its_recorded_facts(bundle_dir):
         assert f"By `{column}`:" in markdown
     tier_names = [t["name"] for t in meta["tiers"]]
     assert all(f"| {name} |" in markdown for name in tier_names)
+    plan = meta["tier_plan"]
+    assert [p["name"] for p in plan] == tier_names
+    assert sum(p["share"] for p in plan) == pytest.approx(1, abs=1e-3)
+    assert f"{plan[-1]['name']} {100 * plan[-1]['share']:.1f}% of leads, expected conversion" in markdown
     assert "measured before the final refit on all rows" in markdown  # fit refits by default
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -175,3 +177,43 @@ def test_every_probability_gets_exactly_one_tier_and_tiers_are_monotone(prob, ti
         assert action == tiers[rank[name]].action
     ranks = [rank[n] for _, n in sorted(zip(prob, names, strict=True), key=lambda pair: pair[0])]
     assert ranks == sorted(ranks, reverse=True)  # a higher probability never gets a lower tier
+
+
+def test_capacity_tiers_cut_the_out_of_fold_scores_at_their_shares():
+    from leadscore.evaluation.decision import capacity_tiers
+
+    rng = np.random.default_rng(0)
+    prob = rng.beta(1, 6, 10_000)
+    y = (rng.random(10_000) < prob).astype(int)
+    items = [{"name": "HOT", "share": 0.03, "action": "call now"},
+             {"name": "WARM", "share": 0.07, "action": "call today"},
+             {"name": "COLD", "action": "nurture"}]
+    tiers, plan = capacity_tiers(items, prob, y)
+    assert [t.name for t in tiers] == ["HOT", "WARM", "COLD"] and tiers[-1].min_probability == 0.0
+    assert tiers[0].min_probability == pytest.approx(np.quantile(prob, 0.97))
+    assert tiers[1].min_probability == pytest.approx(np.quantile(prob, 0.90))
+    names, _ = assign_tiers(prob, tiers)
+    assert [p["share"] for p in plan] == pytest.approx([0.03, 0.07, 0.90], abs=0.001)
+    for row in plan:
+        assert row["expected_conversion"] == pytest.approx(y[names == row["name"]].mean(), abs=1e-4)
+    assert plan[0]["expected_conversion"] > plan[1]["expected_conversion"] > plan[2]["expected_conversion"]
+    # per day: 30 of 1,000 leads a day is the same 3%
+    daily = [{"name": "HOT", "per_day": 30, "action": "a"}, {"name": "REST", "action": "b"}]
+    by_day, _ = capacity_tiers(daily, prob, y, leads_per_day=1000)
+    assert by_day[0].min_probability == pytest.approx(tiers[0].min_probability)
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    ([{"name": "A", "action": "a"}, {"name": "B", "action": "b"}], "expected share in (0, 1) or per_day"),
+    ([{"name": "A", "share": 0.6, "action": "a"}, {"name": "B", "share": 0.5, "action": "b"},
+      {"name": "C", "action": "c"}], "add up to 1.1"),
+    ([{"name": "A", "per_day": 5, "action": "a"}, {"name": "B", "action": "b"}],
+     "per_day needs creation times"),
+    ([{"name": "A", "share": 0.1, "action": "a", "colour": "red"}, {"name": "B", "action": "b"}],
+     "unknown colour"),
+])
+def test_capacity_tiers_errors(items, message):
+    from leadscore.evaluation.decision import capacity_tiers
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        capacity_tiers(items, np.linspace(0, 1, 100), np.zeros(100))

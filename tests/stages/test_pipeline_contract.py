@@ -60,10 +60,15 @@ def test_params_yaml_loads():
     params = load_params(REPO / "params.yaml")
     assert "sales_status" in params.features.exclude
     assert "rules" in params.candidates and len(params.rules) >= 5
-    from leadscore.evaluation.decision import tiers_from_config
+    import numpy as np
+
+    from leadscore.evaluation.decision import capacity_tiers
     from leadscore.modeling.rules import rules_from_config
 
-    assert [t.name for t in tiers_from_config(params.decision.tiers)][0] == "HIGH_PRIORITY"
+    assert params.decision.tiers_by == "capacity"
+    tiers, plan = capacity_tiers(params.decision.tiers, np.linspace(0, 1, 1001), np.zeros(1001))
+    assert [t.name for t in tiers] == ["HIGH_PRIORITY", "MEDIUM_PRIORITY", "NURTURE", "LOW_PRIORITY"]
+    assert sum(p["share"] for p in plan[:2]) == pytest.approx(params.decision.capacity_share, abs=0.002)
     assert rules_from_config(params.rules)[0].feature == "quote_requests"
 
 

@@ -265,6 +265,11 @@ def _threshold_and_tiers(meta: Mapping[str, Any]) -> Section:
         blocks.append(f"On held-out leads it flags {_pct(measured.get('share_flagged'))} of leads, with "
                       f"precision {_pct(measured.get('precision'))} and catching "
                       f"{_pct(measured.get('recall'))} of converters.")
+    plan = meta.get("tier_plan") or []
+    if plan:
+        blocks.append("Planned on the out-of-fold predictions of training: " + "; ".join(
+            f"{p['name']} {_pct(p['share'])} of leads, expected conversion {_pct(p['expected_conversion'])}"
+            for p in plan) + ".")
     tiers = (meta.get("holdout") or {}).get("tiers")
     if tiers:
         headers = ("tier", "from probability", "held-out leads", "conversion", "share of converters")

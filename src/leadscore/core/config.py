@@ -72,6 +72,7 @@ class DecisionParams:
     capacity_per_day: float | None = None
     target_precision: float | None = 0.5
     tiers: tuple[dict[str, Any], ...] = ()
+    tiers_by: str = "probability"  # capacity: each tier's share of leads -> cut-offs on out-of-fold scores
 
 
 @dataclass(frozen=True)

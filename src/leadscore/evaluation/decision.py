@@ -259,3 +259,51 @@ def choose_threshold(prob: ArrayLike, y: ArrayLike, *, objective: str = "f1",
     return ThresholdChoice(threshold=threshold, objective=objective, share_flagged=metrics["share_flagged"],
                            precision=metrics["precision"], recall=metrics["recall"], f1=metrics["f1"],
                            detail=detail)
+
+
+TIER_MODES = ("capacity", "probability")
+
+
+def capacity_tiers(items: Sequence[Mapping[str, Any]], prob: ArrayLike, y: ArrayLike, *,
+                   leads_per_day: float | None = None) -> tuple[tuple[Tier, ...], list[dict[str, Any]]]:
+    """Tiers cut by capacity: each tier but the last has a ``share`` of leads (or ``per_day`` leads a
+    day, turned into a share with ``leads_per_day``), highest tier first; the cut-offs are the matching
+    quantiles of the out-of-fold probabilities ``prob``. Returns the tiers and, per tier, its share,
+    cut-off and expected conversion (the conversion of ``y`` among the out-of-fold leads it takes).
+
+    Raises
+    ------
+    ConfigError
+        On a missing share, shares that do not leave room for the last tier, or a per-day capacity
+        without ``leads_per_day``.
+    """
+    rows = config_items(items, "tiers", required=("name", "action"),
+                        optional=("share", "per_day", "min_probability"))
+    values, labels = _probabilities(prob), np.asarray(y, dtype=float)
+    cumulative, cuts, plan = 0.0, [], []
+    for i, item in enumerate(rows[:-1]):
+        share = item.get("share")
+        if item.get("per_day") is not None:
+            if not leads_per_day:
+                raise ConfigError(f"tiers[{i}] {item['name']}: per_day needs creation times (leads per day)")
+            share = float(item["per_day"]) / leads_per_day
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+            raise ConfigError(f"tiers[{i}] {item['name']}: expected share in (0, 1) or per_day, "
+                              f"got {share!r}")
+        cumulative += float(share)
+        if cumulative >= 1:
+            raise ConfigError(f"tiers: the shares of the tiers above {rows[-1]['name']} add up to "
+                              f"{cumulative:g}; they must leave room for it (< 1)")
+        cuts.append(float(np.quantile(values, 1 - cumulative)))
+    for i in range(1, len(cuts)):  # equal quantiles (ties): keep the cut-offs strictly descending
+        cuts[i] = min(cuts[i], np.nextafter(cuts[i - 1], 0.0))
+    tiers = _check_tiers([Tier(item["name"], cut, item["action"]) for item, cut in
+                          zip(rows, [*cuts, 0.0], strict=True)])
+    upper = np.inf
+    for tier in tiers:
+        taken = (values >= tier.min_probability) & (values < upper)
+        plan.append({"name": tier.name, "min_probability": round(tier.min_probability, 6),
+                     "share": round(float(taken.mean()), 4),
+                     "expected_conversion": round(float(labels[taken].mean()), 4) if taken.any() else None})
+        upper = tier.min_probability
+    return tiers, plan

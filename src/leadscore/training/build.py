@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,11 @@ from leadscore.data.profile import table_profile
 from leadscore.data.schema import TableSchema, prepare_features
 from leadscore.evaluation.decision import (
     DEFAULT_TIERS,
+    TIER_MODES,
     ThresholdChoice,
     Tier,
+    assign_tiers,
+    capacity_tiers,
     choose_threshold,
     tiers_from_config,
 )
@@ -46,6 +49,7 @@ class BuiltModel:
     threshold: ThresholdChoice
     tiers: tuple[Tier, ...]
     leaks: list[LeakFinding]
+    tier_plan: list[dict[str, Any]] = field(default_factory=list)  # share, expected conversion per tier
 
 
 SMALL_TABLE = 2000  # fewer training rows than this get at most SMALL_TABLE_FOLDS folds
@@ -131,8 +135,27 @@ def build_model(X: pd.DataFrame, y: pd.Series, schema: TableSchema, settings: Se
         span_days = (times.max() - times.min()) / pd.Timedelta(days=1)
         leads_per_day = len(times) / max(span_days, 1.0)
     threshold = choose_business_threshold(oof, y.to_numpy()[covered], decision, leads_per_day)
+    tiers, plan = choose_tiers(decision, oof, y.to_numpy()[covered], leads_per_day)
+    return BuiltModel(scorer, selection, report, threshold, tiers, list(leaks or []), plan)
+
+
+def choose_tiers(decision: DecisionParams, prob: np.ndarray, y: np.ndarray,
+                 leads_per_day: float | None) -> tuple[tuple[Tier, ...], list[dict[str, Any]]]:
+    """The tiers of ``decision.tiers_by``: capacity (shares of leads cut on the out-of-fold
+    probabilities ``prob``) or probability (the cut-offs as configured); with each tier's share and
+    expected conversion on those out-of-fold leads."""
+    if decision.tiers_by not in TIER_MODES:
+        raise ConfigError(f"decision.tiers_by: expected one of {', '.join(TIER_MODES)}, "
+                          f"got {decision.tiers_by!r}")
+    if decision.tiers_by == "capacity" and decision.tiers:
+        return capacity_tiers(decision.tiers, prob, y, leads_per_day=leads_per_day)
     tiers = tiers_from_config(decision.tiers) if decision.tiers else DEFAULT_TIERS
-    return BuiltModel(scorer, selection, report, threshold, tuple(tiers), list(leaks or []))
+    names, _ = assign_tiers(prob, tiers)
+    plan = [{"name": t.name, "min_probability": t.min_probability,
+             "share": round(float((names == t.name).mean()), 4),
+             "expected_conversion": round(float(y[names == t.name].mean()), 4) if (names == t.name).any()
+             else None} for t in tiers]
+    return tiers, plan
 
 
 def build_metadata(champion: BuiltModel) -> dict[str, Any]:
@@ -151,6 +174,7 @@ def build_metadata(champion: BuiltModel) -> dict[str, Any]:
                       "detail": champion.threshold.detail},
         "tiers": [{"name": t.name, "min_probability": t.min_probability, "action": t.action}
                   for t in champion.tiers],
+        "tier_plan": champion.tier_plan,
         "segments": None if champion.segments is None else {
             "column": champion.segments.column,
             "table": champion.segments.table.to_dict("records")},
