@@ -27,7 +27,9 @@ from leadscore.data.tables import read_table, utc_timestamp, write_table
 
 log = logging.getLogger(__name__)
 
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # no transport warnings in a cron mail
+# no transport warnings in a cron mail, nor the "KeyboardInterrupt caught in kernel" line a kernel may log
+# while papermill stops it after a failed cell (the failure itself is reported as one line)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 TEMPLATE = "offline"  # notebooks/templates/offline: nbconvert's lab template without internet scripts
 
 
