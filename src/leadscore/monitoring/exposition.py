@@ -93,12 +93,12 @@ def metric_families(states: Iterable[CheckState], checked_at: datetime | None) -
     return families
 
 
-class StatesCollector(Collector):
-    """Collects the gauges from a source of states, read at most once per ``ttl`` seconds."""
+class CachedCollector(Collector):
+    """Collects the metric families ``produce`` returns, computed at most once per ``ttl`` seconds: what
+    every worker reads from shared state (the store, the registry) is not re-read on every scrape."""
 
-    def __init__(self, source: Callable[[], tuple[list[CheckState], datetime | None]],
-                 ttl: float = 5.0) -> None:
-        self.source, self.ttl = source, ttl
+    def __init__(self, produce: Callable[[], list[Metric]], ttl: float = 5.0) -> None:
+        self.produce, self.ttl = produce, ttl
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
 
@@ -106,14 +106,20 @@ class StatesCollector(Collector):
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] > self.ttl:
-                self._cached = (now, metric_families(*self.source()))
+                self._cached = (now, self.produce())
             yield from self._cached[1]
+
+
+def states_collector(source: Callable[[], tuple[list[CheckState], datetime | None]],
+                     ttl: float = 5.0) -> CachedCollector:
+    """The gauges of the module docstring for the states ``source`` returns (and when they were checked)."""
+    return CachedCollector(lambda: metric_families(*source()), ttl)
 
 
 def write_textfile(path: str | Path, states: list[CheckState], checked_at: datetime) -> Path:
     """Write the gauges in the Prometheus text format to ``path`` (atomically: a temporary file renamed)."""
     registry = CollectorRegistry()
-    registry.register(StatesCollector(lambda: (states, checked_at), ttl=0))
+    registry.register(CachedCollector(lambda: metric_families(states, checked_at), ttl=0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

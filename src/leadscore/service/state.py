@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from leadscore.artifacts.registry import Registry
 from leadscore.core.exceptions import ConfigError, LeadscoreError
 from leadscore.monitoring.alerts import CheckState
-from leadscore.monitoring.exposition import StatesCollector, load_states
+from leadscore.monitoring.exposition import CachedCollector, load_states, states_collector
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
@@ -29,7 +29,7 @@ from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
 from leadscore.service.ratelimit import TokenBuckets
 from leadscore.service.settings import ServiceSettings
-from leadscore.service.training import TrainingCollector, TrainJobs
+from leadscore.service.training import TrainJobs, training_families
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class Service:
             on_failure=metrics.log_failures.inc)
         self._predlog.start()
         self._outcomes = OutcomeStore(self._engine, outcome_table)
-        metrics.add_shared(StatesCollector(self._monitor_states))
-        metrics.add_shared(TrainingCollector(self.train_jobs, self.registry.events))
+        metrics.add_shared(states_collector(self._monitor_states))
+        metrics.add_shared(CachedCollector(lambda: training_families(self.train_jobs, self.registry.events)))
         # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
         # keeps answering single leads (about a millisecond each: scored inline), /health and /metrics
         self._batch_limiter = anyio.CapacityLimiter(1)
@@ -148,12 +148,12 @@ class Service:
         """The scorer's output for each lead as JSON-ready dicts, and the prediction-log rows."""
         models = served.models
         id_column = served.scorer.schema.id_column
-        rows = [models.row(lead) for lead in leads]
-        if len(rows) == 1:  # Scorer.score_lead: the same numbers as score_frame, without a DataFrame
-            row = {k: v for k, v in rows[0].items() if k != id_column or v is not None}
+        fields_of = [models.row(lead) for lead in leads]
+        if len(fields_of) == 1:  # Scorer.score_lead: the same numbers as score_frame, without a DataFrame
+            row = {k: v for k, v in fields_of[0].items() if k != id_column or v is not None}
             results = [served.scorer.score_lead(row, reasons=reasons)]
         else:
-            frame = pd.DataFrame(rows, columns=list(models.scored))
+            frame = pd.DataFrame(fields_of, columns=list(models.scored))
             if id_column and frame[id_column].isna().all():
                 frame = frame.drop(columns=id_column)  # no ids sent: positions, as in batch scoring
             results = _records(served.scorer.score_frame(frame, reasons=reasons))
@@ -167,8 +167,7 @@ class Service:
                  "tier": r["tier"], "inputs": fields, "outputs": r, "scored_at": stamp}
                 for r, fields in zip(results, inputs, strict=True)]
         if served.shadow is not None:
-            plain = [{k: v for k, v in row.items() if k != id_column} for row in
-                     (models.row(lead) for lead in leads)]
+            plain = [{k: v for k, v in row.items() if k != id_column} for row in fields_of]
             rows += self._shadow_rows(served, rows, plain)
         return results, rows
 

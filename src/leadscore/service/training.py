@@ -17,13 +17,12 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from leadscore.core.exceptions import ConfigError, LeadscoreError
 from leadscore.core.files import atomic_write_text
@@ -139,33 +138,30 @@ class TrainJobs:
         return {**job, "log_tail": lines[-TAIL_LINES:]}
 
 
-class TrainingCollector(Collector):
+def training_families(jobs: TrainJobs, events: Callable[[], list[dict[str, Any]]]) -> list[Metric]:
     """``leadscore_training_runs_total{status}`` and the last run's duration from the job files, and
-    ``leadscore_gate_decisions_total{decision}`` from the registry's events: the same on every worker."""
-
-    def __init__(self, jobs: TrainJobs, events: Any) -> None:
-        self.jobs, self.events = jobs, events
-
-    def collect(self) -> Iterator[Metric]:
-        try:
-            jobs = list(self.jobs.jobs())
-            events = self.events()
-        except (OSError, ValueError, LeadscoreError):
-            return
-        runs = CounterMetricFamily("leadscore_training_runs", "Training jobs started from the API, by state",
-                                   labels=["status"])
-        for status in ("running", "succeeded", "failed"):
-            runs.add_metric([status], sum(j["state"] == status for j in jobs))
-        yield runs
-        done = [j for j in jobs if j.get("seconds") is not None]
-        if done:
-            last = GaugeMetricFamily("leadscore_training_last_duration_seconds",
-                                     "Duration of the last finished training job")
-            last.add_metric([], float(done[-1]["seconds"]))
-            yield last
-        gates = CounterMetricFamily("leadscore_gate_decisions", "Champion/challenger gate decisions",
-                                    labels=["decision"])
-        for decision in ("promote", "keep", "reject"):
-            gates.add_metric([decision], sum(e.get("event") == "gate" and e.get("decision") == decision
-                                             for e in events))
-        yield gates
+    ``leadscore_gate_decisions_total{decision}`` from the registry's ``events``: the same on every worker
+    (none while they cannot be read)."""
+    try:
+        finished = list(jobs.jobs())
+        history = events()
+    except (OSError, ValueError, LeadscoreError):
+        return []
+    runs = CounterMetricFamily("leadscore_training_runs", "Training jobs started from the API, by state",
+                               labels=["status"])
+    for status in ("running", "succeeded", "failed"):
+        runs.add_metric([status], sum(j["state"] == status for j in finished))
+    families: list[Metric] = [runs]
+    done = [j for j in finished if j.get("seconds") is not None]
+    if done:
+        last = GaugeMetricFamily("leadscore_training_last_duration_seconds",
+                                 "Duration of the last finished training job")
+        last.add_metric([], float(done[-1]["seconds"]))
+        families.append(last)
+    gates = CounterMetricFamily("leadscore_gate_decisions", "Champion/challenger gate decisions",
+                                labels=["decision"])
+    for decision in ("promote", "keep", "reject"):
+        gates.add_metric([decision], sum(e.get("event") == "gate" and e.get("decision") == decision
+                                         for e in history))
+    families.append(gates)
+    return families
