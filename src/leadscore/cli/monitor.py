@@ -234,6 +234,7 @@ def _cmd_drift(args: argparse.Namespace) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import functools
     import sys
 
     import pandas as pd
@@ -252,13 +253,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not scores.empty:
         scores = scores[scores["scored_at"] <= now]
     window = float(args.window_days or params.snapshot.label_window_days)
-    bundles: dict[str, Any] = {}
-
-    def bundle_of(version: str) -> Any:
-        if version not in bundles:
-            bundles[version] = model_bundle(args, version)
-        return bundles[version]
-
+    bundle_of = functools.cache(lambda version: model_bundle(args, version))  # one load per version
     report = run_checks(scores, OutcomeStore(engine, outcomes_table).frame(), bundle_of, now=now,
                         window_days=window, settings=params.monitoring, by=args.by,
                         n_sim=args.simulations)

@@ -3,6 +3,7 @@ one run of every check (:func:`run_checks`) with the alert states it raises."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,13 +160,9 @@ def load_store(url: str, *, model_dir: str | None = None, registry_dir: str = "r
     scores = scores[scores["scored_at"] <= as_of].reset_index(drop=True)
     outcomes = OutcomeStore(engine, outcomes_tbl).frame()
     engine.dispose()
-    bundles: dict[str, Any] = {}
-
-    def bundle_of(version: str) -> Any:
-        if version not in bundles:
-            bundles[version] = load_bundle(model_dir, trust=True) if model_dir \
-                else Registry(registry_dir).load(version)
-        return bundles[version]
+    registry = Registry(registry_dir)
+    bundle_of = functools.cache(lambda version: load_bundle(model_dir, trust=True) if model_dir
+                                else registry.load(version))  # one load per version
 
     meta = bundle_of(str(scores["model_version"].iloc[-1])).metadata
     tiers = saved_tiers(meta)

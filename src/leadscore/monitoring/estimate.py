@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from leadscore.monitoring.labels import label_scores
-from leadscore.monitoring.performance import period_of
+from leadscore.monitoring.performance import period_of, top_tier_mask, top_tier_outcome
 
 MIN_DELAYS = 50          # converters needed before the delay distribution is trusted
 SIM_BLOCK = 64           # label draws simulated at once (bounds memory on large periods)
@@ -126,9 +126,8 @@ def estimate_performance(labelled: pd.DataFrame, *, now: pd.Timestamp, by: str =
     frame["q_open"] = open_probability(frame["probability"].to_numpy(float), elapsed, delay)
     rows = []
     for (version, period), part in frame.groupby(["model_version", "period"], sort=True):
-        top = None
-        if top_tier is not None and "tier" in part:
-            top = part["tier"].astype(str).eq(top_tier).to_numpy()
+        mask = top_tier_mask(part, top_tier)
+        top = None if mask is None else mask.to_numpy()
         row: dict[str, Any] = {"model_version": version, "period": period, "leads": len(part),
                                "open": int(part["label"].isna().sum())}
         known = part["label"].to_numpy(float)
@@ -155,9 +154,9 @@ def realized_values(labelled: pd.DataFrame, *, by: str, top_tier: str | None) ->
                                "conversion_rate": float(y.mean()) if len(y) else np.nan,
                                "roc_auc": float(roc_auc_score(y, done["probability"]))
                                if len(np.unique(y)) == 2 else np.nan, "top_tier_rate": np.nan}
-        if top_tier is not None and "tier" in done:
-            top = done["tier"].astype(str).eq(top_tier)
-            row["top_tier_rate"] = float(done.loc[top, "label"].mean()) if top.any() else np.nan
+        top = top_tier_outcome(done, top_tier)
+        if top is not None:
+            row["top_tier_rate"] = top[1]
         rows.append(row)
     return pd.DataFrame(rows)
 

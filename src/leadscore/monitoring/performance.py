@@ -28,6 +28,19 @@ def period_of(times: pd.Series, by: str) -> pd.Series:
     return naive.dt.to_period(PERIODS[by]).dt.start_time.dt.strftime("%Y-%m-%d")
 
 
+def top_tier_mask(frame: pd.DataFrame, top_tier: str | None) -> pd.Series | None:
+    """Which rows of ``frame`` the ``top_tier`` holds (None without a top tier or a ``tier`` column)."""
+    return None if top_tier is None or "tier" not in frame else frame["tier"].astype(str).eq(top_tier)
+
+
+def top_tier_outcome(labelled: pd.DataFrame, top_tier: str | None) -> tuple[int, float] | None:
+    """Leads in the ``top_tier`` among ``labelled`` rows and their conversion (NaN when none)."""
+    top = top_tier_mask(labelled, top_tier)
+    if top is None:
+        return None
+    return int(top.sum()), float(labelled.loc[top, "label"].mean()) if top.any() else np.nan
+
+
 def _metrics(part: pd.DataFrame, min_labelled: int, n_boot: int, seed: int,
              top_tier: str | None) -> dict[str, Any]:
     done = part[part["label"].notna()]
@@ -43,10 +56,9 @@ def _metrics(part: pd.DataFrame, min_labelled: int, n_boot: int, seed: int,
     row.update({k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "top_decile_rate",
                                         "top_decile_lift")},
                roc_auc_low=low, roc_auc_high=high, note="")
-    if top_tier is not None and "tier" in done:
-        top = done["tier"].astype(str).eq(top_tier)
-        row["top_tier_leads"] = int(top.sum())
-        row["top_tier_rate"] = float(done.loc[top, "label"].mean()) if top.any() else np.nan
+    top = top_tier_outcome(done, top_tier)
+    if top is not None:
+        row["top_tier_leads"], row["top_tier_rate"] = top
     return row
 
 
