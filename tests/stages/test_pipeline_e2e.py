@@ -44,6 +44,7 @@ def project(tmp_path_factory) -> Path:
                                       time_budget_seconds=4)
     params["segments"]["min_positives"] = 40
     params["clusters"]["k"] = 3
+    params["experiment_demo"]["n_leads"] = 20_000
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["dvc", "init", "--no-scm", "-q"], root)
     run(["dvc", "config", "core.analytics", "false"], root)
@@ -68,12 +69,17 @@ def test_repro_builds_models_metrics_and_reports(project):
         assert (project / f"reports/evaluate/plots/{plot}.csv").stat().st_size > 0
     html = (project / "reports/html/03_evaluation.html").read_text()
     assert "performance report" in html and "import json" not in html  # code hidden
-    for name in ("01_eda", "02_model_comparison", "04_monitoring"):
+    for name in ("01_eda", "02_model_comparison", "04_monitoring", "05_experiment"):
         assert (project / f"reports/html/{name}.html").exists()
         assert (project / f"reports/notebooks/{name}.ipynb").exists()
     monitoring = json.loads((project / "reports/monitoring/metrics.json").read_text())
     assert monitoring["state"] in ("ok", "warn", "alert") and "estimated_0_days_after" in \
         monitoring["estimate_coverage"]
+    simulation = json.loads((project / "reports/experiment/simulation.json").read_text())
+    assert simulation["leads"] > 10_000 and simulation["true_lift"] > 0  # the model ranks better than rules
+    results = json.loads((project / "reports/experiment/results.json").read_text())
+    assert sum(results["matured"].values()) == simulation["leads"] and sum(results["pending"].values()) == 0
+    assert results["recommendation"]["action"] in ("deploy", "keep_running", "iterate", "rollback")
 
 
 def test_exported_model_carries_metadata_and_no_leakage(project):
@@ -153,7 +159,8 @@ def test_score_open_leads_from_the_crm_tables_with_the_active_model(project):
 
 
 # every figure each report shows
-REPORT_FIGURES = {"01_eda": 9, "02_model_comparison": 7, "03_evaluation": 7, "04_monitoring": 4}
+REPORT_FIGURES = {"01_eda": 9, "02_model_comparison": 7, "03_evaluation": 7, "04_monitoring": 4,
+                  "05_experiment": 2}
 
 
 def test_reports_show_every_chart_in_a_real_browser(project, tmp_path):
@@ -301,4 +308,37 @@ def test_scheduled_monitoring_report_on_the_replayed_store(project, tmp_path):
             assert bad not in text, bad
     proc = execute(["leadscore", "report", "monitoring", *common, "--since", "2099-01-01"], project)
     assert proc.returncode == 2 and "no scores in sqlite:///artifacts/monitoring/store.db" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_scheduled_experiment_report_on_the_simulated_store(project, tmp_path):
+    """`leadscore report experiment --name` on the store the pipeline's simulation filled: a dated page
+    with both charts and the recommendation, linked from the index; an unknown experiment fails in one
+    line before any notebook runs."""
+    from browser_support import browser_context
+
+    out_dir = tmp_path / "html"
+    common = ["--db", "sqlite:///artifacts/experiments/store.db", "--out", str(out_dir)]
+    proc = execute(["leadscore", "report", "experiment", "--name", "demo-ml-vs-rules", *common, "--json"],
+                   project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Path(json.loads(proc.stdout)["report"]).name == "experiment.html"
+    results = json.loads(execute(["leadscore", "experiments", "results", "demo-ml-vs-rules", "--json",
+                                  "--db", "sqlite:///artifacts/experiments/store.db"], project).stdout)
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.goto((out_dir / "index.html").as_uri(), wait_until="load")
+        page.click("text=A/B experiment: conversion per arm, lift, decision")
+        page.wait_for_load_state("load")
+        text = page.inner_text("body")
+        verdict = {"deploy": "Deploy the treatment", "keep_running": "Keep the experiment running",
+                   "iterate": "Iterate", "rollback": "Roll back"}[results["recommendation"]["action"]]
+        assert verdict in text and "demo-ml-vs-rules" in text
+        assert f"{results['sequential_p_value']:.4g}" in text  # the always-valid p-value, as the CLI gives it
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.alt])")
+        assert len(images) == REPORT_FIGURES["05_experiment"] and all(w > 200 and alt for w, alt in images)
+        for bad in ("Traceback", "Warning", "Error", "{'", "nan%"):
+            assert bad not in text, bad
+    proc = execute(["leadscore", "report", "experiment", "--name", "nope", *common], project)
+    assert proc.returncode == 2 and "no experiment 'nope'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

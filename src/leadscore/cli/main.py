@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from leadscore import __version__
+from leadscore.cli.experiments import add_experiments_command
 from leadscore.cli.fit import add_fit_command
 from leadscore.cli.models import add_models_command
 from leadscore.cli.monitor import add_monitor_commands
@@ -22,7 +23,8 @@ log = logging.getLogger("leadscore")
 
 EPILOG = "Run `leadscore COMMAND --help` for the options of one command."
 COMMANDS = (add_demo_command, add_stage_commands, add_fit_command, add_score_command, add_models_command,
-            add_serve_command, add_report_command, add_monitor_commands, add_retrain_command)
+            add_serve_command, add_report_command, add_monitor_commands, add_retrain_command,
+            add_experiments_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import time
 from leadscore.cli.common import add_command
 
 # leadscore.reporting.schedule.REPORTS (kept light here)
-NAMES = ("eda", "model_comparison", "evaluation", "monitoring")
+NAMES = ("eda", "model_comparison", "evaluation", "monitoring", "experiment")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -17,7 +17,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     page = run_report(args.name, model=args.model, since=args.since, data=args.data, db=args.db,
-                      now=args.now, out_dir=args.out,
+                      now=args.now, experiment=args.experiment, out_dir=args.out,
                       registry=args.registry, progress=not (args.quiet or args.json))
     seconds = time.perf_counter() - started
     index = page.parent.parent / "index.html"
@@ -39,11 +39,14 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
         "  eda               the CRM extract (--since, --data: a snapshots table)\n"
         "  model_comparison  the candidates of the last training run\n"
         "  monitoring        drift, realized and estimated performance and alerts of the scores in\n"
-        "                    a store (--db, --since, --now, --model: judge by one model)\n\n"
+        "                    a store (--db, --since, --now, --model: judge by one model)\n"
+        "  experiment        one A/B experiment in a store (--name, --db, --now): conversion per\n"
+        "                    arm, lift read day by day, sequential test, SRM, power, CUPED, decision\n\n"
         "examples:\n"
         "  leadscore report evaluation                      # the active model, test period\n"
         "  leadscore report evaluation --model 20261129120000 --since 2025-07-01\n"
         "  leadscore report monitoring --since 2025-03-01\n"
+        "  leadscore report experiment --name ml-vs-rules\n"
         "  # every Monday at 06:00 (crontab -e):\n"
         "  0 6 * * 1  cd /srv/leadscore && .venv/bin/leadscore report evaluation -q")
     p.add_argument("name", choices=NAMES, metavar="NAME", help=", ".join(NAMES))
@@ -55,8 +58,10 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
                    help="leads table (default: artifacts/split/test.parquet for evaluation, "
                         "artifacts/features/snapshots.parquet for eda)")
     p.add_argument("--db", metavar="URL",
-                   help="monitoring: the store (default: predictions.db beside the registry)")
-    p.add_argument("--now", metavar="DATE", help="monitoring: as of DATE (default: the newest score)")
+                   help="monitoring, experiment: the store (default: predictions.db beside the registry)")
+    p.add_argument("--now", metavar="DATE",
+                   help="monitoring, experiment: as of DATE (default: the newest score; experiment: now)")
+    p.add_argument("--name", dest="experiment", metavar="EXPERIMENT", help="experiment: its name")
     p.add_argument("--out", default="reports/html", metavar="DIR",
                    help="reports folder (default: %(default)s)")
     p.add_argument("--registry", default="registry", metavar="PATH",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from leadscore.cli.common import add_command, add_params_option, load_params_arg
 from leadscore.core.exceptions import ConfigError
@@ -25,8 +27,11 @@ def _cmd_score(args: argparse.Namespace) -> None:
         reasons=args.reasons, chunk_size=args.chunk_size, since_days=args.since, segment=args.segment,
         segment_column=args.segment_column or (params.segments.column if params else None),
         incremental=args.incremental, refresh_all=args.refresh_all, on_bad_row=args.on_bad_row,
-        progress=not args.quiet)
+        progress=not args.quiet, experiment=args.experiment)
     source: Source
+    if args.engine == "dask" and args.experiment:
+        raise ConfigError("--experiment works with --engine pandas (each chunk's exposures are recorded "
+                          "before its scores are written)")
     if args.engine == "dask":
         from leadscore.scoring.dask_engine import score_parquet_dask
 
@@ -38,7 +43,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
             source = open_source(args.input, query=args.query, order_by=scorer.schema.id_column)
         else:
             raise ConfigError("give --input FILE|URL or --crm DIR")
-        summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options)
+        extend = _experiment_arms(args, scorer) if args.experiment else None
+        summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options, extend=extend)
     print(f"scored {summary.rows_scored:,} of {summary.rows_in:,} leads with model {scorer.version} -> "
           f"{safe_url(args.output)} in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} leads/s)")
     notes = {"filtered out": summary.rows_filtered, "already scored": summary.rows_already_scored,
@@ -49,6 +55,38 @@ def _cmd_score(args: argparse.Namespace) -> None:
         first = summary.errors[0]
         print(f"  {summary.rows_bad:,} bad row(s) skipped, e.g. lead {first['lead_id']}: {first['reason']} "
               "(all in the run record)", file=sys.stderr)
+
+
+def _experiment_arms(args: argparse.Namespace, scorer: Any) -> Callable[[Any, Any], Any]:
+    """The ``extend`` hook of a run inside experiment ``--experiment``: both arms score each chunk, the
+    exposures go to the store before the chunk is written, and each row gets its arm and arm score."""
+    import pandas as pd
+
+    from leadscore.cli.experiments import open_experiments
+    from leadscore.experiments.arms import ArmScorers
+    from leadscore.experiments.assignment import CONTROL
+    from leadscore.scoring.scorer import Scorer
+
+    if not scorer.schema.id_column:
+        raise ConfigError("--experiment needs lead ids (a model fitted with --id): arms are assigned by id")
+    store = open_experiments(args)
+    experiment = store.running(args.experiment)
+    arms = ArmScorers.load(experiment, lambda version: Scorer.load(version, registry=args.registry))
+
+    def extend(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+        both = arms.score(rows)
+        records = [{str(k): v for k, v in r.items()}
+                   for r in both.assign(lead_id=scores["lead_id"].to_numpy()).to_dict("records")]
+        stored = store.record(experiment, records)
+        arm = pd.Series([r["arm"] for r in stored], index=scores.index)
+        control = arm.eq(CONTROL)
+        return scores.assign(
+            experiment=experiment.name, arm=arm,
+            arm_score=both["control_score"].where(control, both["treatment_score"]).astype(int),
+            arm_probability=both["control_probability"].where(control, both["treatment_probability"]),
+            arm_tier=both["control_tier"].where(control, both["treatment_tier"]))
+
+    return extend
 
 
 def add_score_command(commands: argparse._SubParsersAction) -> None:
@@ -104,6 +142,13 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-model", action="store_true",
                    help="load a model folder that is unsigned or signed with another machine's key "
                         "(only for models you made yourself: loading a model runs its code)")
+    p.add_argument("--experiment", metavar="NAME",
+                   help="a running experiment: each lead gets its arm (recorded in --db's exposure log "
+                        "before its chunk is written) and file outputs gain experiment, arm, arm_score, "
+                        "arm_probability and arm_tier columns (rank by arm_score)")
+    p.add_argument("--db", metavar="URL",
+                   help="with --experiment: the store holding it (default: predictions.db beside the "
+                        "registry)")
     p.add_argument("--chunk-size", type=int, default=50_000, help="leads per chunk/commit (default: 50000)")
     p.add_argument("--engine", choices=["pandas", "dask"], default="pandas",
                    help="dask: score partitioned Parquet on a Dask cluster (default: %(default)s)")

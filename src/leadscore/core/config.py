@@ -103,6 +103,17 @@ class RetrainParams:
 
 
 @dataclass(frozen=True)
+class ExperimentParams:
+    split: float = 0.5            # the treatment's share of leads in a new experiment
+    alpha: float = 0.05           # significance of the lift tests (fixed-horizon and sequential)
+    power: float = 0.8            # wanted power at the minimum detectable effect: the planned sample size
+    mde: float = 0.02             # minimum detectable effect: an absolute lift in conversion
+    min_days: float = 14.0        # no "deploy" before an experiment has run this long
+    srm_threshold: float = 0.001  # sample-ratio mismatch when the chi-square p-value is below this
+    window_days: float | None = None  # conversion counted this long after assignment (default: label window)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     demo: DemoParams = DemoParams()
@@ -121,6 +132,7 @@ class Params:
     monitoring: MonitoringParams = MonitoringParams()
     promotion: PromotionParams = PromotionParams()
     retrain: RetrainParams = RetrainParams()
+    experiments: ExperimentParams = ExperimentParams()
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -188,6 +200,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         monitoring=MonitoringParams(**_tuples(_section(raw, "monitoring"), "ignore")),
         promotion=PromotionParams(**_section(raw, "promotion")),
         retrain=RetrainParams(**_section(raw, "retrain")),
+        experiments=ExperimentParams(**_section(raw, "experiments")),
     )
 
 

@@ -41,3 +41,11 @@ class UnsupportedModelError(LeadscoreError, TypeError):
 
 class StoreError(LeadscoreError):
     """A database could not be reached, read or written (bad URL, missing table, failed transaction)."""
+
+
+class ExperimentNotFoundError(LeadscoreError, LookupError):
+    """No experiment of that name in the store."""
+
+
+class ExperimentStateError(LeadscoreError):
+    """The experiment cannot do that now (the name is taken, or it is stopped)."""

@@ -50,6 +50,7 @@ class ReportRequest:
     root: Path = Path(".")         # the project: notebooks/, params.yaml, artifacts/
     db: str | None = None          # the monitoring store (default: beside the registry)
     now: pd.Timestamp | None = None  # monitoring: as of this day (default: the newest score)
+    experiment: str | None = None  # experiment: its name in the store
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,24 @@ def _prepare_monitoring(request: ReportRequest) -> dict[str, Any]:
             "output_dir": str(request.work), "scope": scope}
 
 
+def _prepare_experiment(request: ReportRequest) -> dict[str, Any]:
+    from leadscore.artifacts.paths import default_store_url
+    from leadscore.experiments.store import ExperimentStore
+    from leadscore.monitoring.predlog import open_database
+
+    if not request.experiment:
+        raise ConfigError("the experiment report needs --name EXPERIMENT (see `leadscore experiments list`)")
+    db = request.db or default_store_url(request.registry)
+    engine, _, _ = open_database(db, "predictions", "outcomes")
+    try:  # before papermill: one line, no half-run notebook
+        experiment = ExperimentStore(engine).get(request.experiment)
+    finally:
+        engine.dispose()
+    return {"db_url": db, "name": experiment.name, "params_path": str(request.root / "params.yaml"),
+            "now": "" if request.now is None else request.now.isoformat(),
+            "output_dir": str(request.work), "scope": f"Store: {db}."}
+
+
 REPORTS: dict[str, ReportSpec] = {
     "eda": ReportSpec("01_eda.ipynb", "Exploratory analysis of the CRM extract",
                       frozenset({"since", "data"}), _prepare_eda),
@@ -165,14 +184,18 @@ REPORTS: dict[str, ReportSpec] = {
                              frozenset({"model", "since", "data"}), _prepare_evaluation),
     "monitoring": ReportSpec("04_monitoring.ipynb", "Monitoring: drift, realized and estimated performance",
                              frozenset({"model", "since", "db", "now"}), _prepare_monitoring),
+    "experiment": ReportSpec("05_experiment.ipynb", "A/B experiment: conversion per arm, lift, decision",
+                             frozenset({"db", "now", "experiment"}), _prepare_experiment),
 }
 
 
 def _check_options(name: str, spec: ReportSpec, **given: Any) -> None:
     wrong = [option for option, value in given.items() if value is not None and option not in spec.options]
     if wrong:
-        usable = ", ".join(f"--{o}" for o in sorted(spec.options)) or "none"
-        raise ConfigError(f"--{wrong[0]} does not apply to the {name} report (its options: {usable})")
+        flag = {"experiment": "name"}  # the option's command-line name where it differs
+        usable = ", ".join(f"--{flag.get(o, o)}" for o in sorted(spec.options)) or "none"
+        raise ConfigError(f"--{flag.get(wrong[0], wrong[0])} does not apply to the {name} report "
+                          f"(its options: {usable})")
 
 
 def _execute(notebook: Path, executed: Path, parameters: dict[str, Any], cwd: Path, progress: bool) -> None:
@@ -205,7 +228,7 @@ def notebook_html(executed: Path, templates: Path) -> str:
 
 
 def run_report(name: str, *, model: str | None = None, since: str | None = None, data: str | None = None,
-               db: str | None = None, now: str | None = None,
+               db: str | None = None, now: str | None = None, experiment: str | None = None,
                out_dir: str | Path = "reports/html", registry: str | Path = "registry",
                root: str | Path = ".", today: date | None = None, progress: bool = False) -> Path:
     """Run report ``name`` into ``out_dir/<today>/<name>.html``, refresh the index; the HTML's path.
@@ -220,7 +243,7 @@ def run_report(name: str, *, model: str | None = None, since: str | None = None,
     if name not in REPORTS:
         raise ConfigError(f"unknown report {name!r}; choose from {', '.join(REPORTS)}")
     spec = REPORTS[name]
-    _check_options(name, spec, model=model, since=since, data=data, db=db, now=now)
+    _check_options(name, spec, model=model, since=since, data=data, db=db, now=now, experiment=experiment)
     root = Path(root).resolve()
     notebook = root / "notebooks" / spec.notebook
     if not notebook.exists():
@@ -234,7 +257,7 @@ def run_report(name: str, *, model: str | None = None, since: str | None = None,
     work.mkdir(parents=True)
     request = ReportRequest(name, work, model, start, None if data is None else Path(data).resolve(),
                             Path(registry).resolve(), root, db,
-                            None if now is None else utc_timestamp(now, "--now"))
+                            None if now is None else utc_timestamp(now, "--now"), experiment)
     executed = work / f"{name}.ipynb"
     _execute(notebook, executed, spec.prepare(request), root, progress)
     html = atomic_write_text(day / f"{name}.html", notebook_html(executed, root / "notebooks" / "templates"))

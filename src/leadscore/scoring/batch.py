@@ -88,6 +88,7 @@ class BatchOptions:
     on_bad_row: BadRowPolicy = "skip"
     now: datetime | None = None
     progress: bool = True
+    experiment: str | None = None  # part of the run's identity: its rows carry that experiment's arms
 
 
 @dataclass
@@ -140,6 +141,8 @@ def run_key(scorer: Scorer, source: Source, options: BatchOptions) -> str:
     parts = {"source": source.fingerprint(), "model": scorer.version, "chunk": options.chunk_size,
              "reasons": options.reasons, "since": options.since_days, "segment": options.segment,
              "incremental": options.incremental, "bad": options.on_bad_row}
+    if options.experiment:
+        parts["experiment"] = options.experiment
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -166,6 +169,7 @@ class _Run:
     cutoff: pd.Timestamp | None
     done_ids: set[str]
     seen: set[str] = field(default_factory=set)
+    extend: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame] | None = None
 
 
 def _score_chunk(run: _Run, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -182,6 +186,8 @@ def _score_chunk(run: _Run, chunk: pd.DataFrame) -> pd.DataFrame:
     summary.rows_already_scored += skipped
     scores = scorer.score_frame(todo, reasons=run.options.reasons, now=run.now)
     scores["lead_id"] = scores["lead_id"].astype(str)
+    if run.extend is not None and len(scores):
+        scores = run.extend(todo, scores)
     scores["run_id"] = summary.run_id
     return scores
 
@@ -201,10 +207,13 @@ def _finish(sink: Sink, summary: RunSummary, options: BatchOptions) -> None:
 
 
 def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions | None = None,
-              *, on_chunk: Callable[[int, pd.DataFrame], None] | None = None) -> RunSummary:
+              *, on_chunk: Callable[[int, pd.DataFrame], None] | None = None,
+              extend: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame] | None = None) -> RunSummary:
     """Score ``source`` into ``sink`` chunk by chunk; resumable (see the module docstring).
 
-    ``on_chunk(index, scores)`` is called before each chunk is committed (tests inject failures here).
+    ``extend(rows, scores)`` returns a chunk's scores with more columns (an experiment's arms) before it
+    is written; ``on_chunk(index, scores)`` is called before each chunk is committed (tests inject
+    failures here).
 
     Raises
     ------
@@ -227,7 +236,7 @@ def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions 
     run_id, done = sink.begin(key + ("" if not options.refresh_all else f":{time.time_ns()}"), info)
     summary = RunSummary(run_id=run_id, chunks_resumed=len(done))
     run = _Run(scorer, options, summary, now, cutoff,
-               sink.scored_ids(scorer.version) if options.incremental else set())
+               sink.scored_ids(scorer.version) if options.incremental else set(), extend=extend)
     began = time.perf_counter()
     bar = tqdm(unit="rows", disable=None if options.progress else True,  # None: only on a terminal
                desc="scoring", dynamic_ncols=True)

@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 from leadscore import __version__
 from leadscore.service import redact
 from leadscore.service.errors import install_error_handlers
+from leadscore.service.experiment_routes import router as experiment_router
 from leadscore.service.middleware import BodyLimit, RequestContext
 from leadscore.service.orphan import watch_parent
 from leadscore.service.routes import router
@@ -66,8 +67,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.service = svc
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestContext, metrics=svc.metrics, routes=router.routes, draining=svc.draining)
+    routes = [*router.routes, *experiment_router.routes]
+    app.add_middleware(RequestContext, metrics=svc.metrics, routes=routes, draining=svc.draining)
     app.include_router(router)
+    app.include_router(experiment_router)
 
     def openapi() -> dict[str, Any]:
         version = svc.holder.current.version if svc.holder.current else None

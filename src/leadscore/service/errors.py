@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from leadscore.core.exceptions import (
     ConfigError,
     DataValidationError,
+    ExperimentNotFoundError,
+    ExperimentStateError,
     LeadscoreError,
     ModelIntegrityError,
     ModelNotFoundError,
@@ -25,7 +27,7 @@ from leadscore.core.exceptions import (
 
 STATUS_BY_ERROR: tuple[tuple[type[LeadscoreError], int], ...] = (
     (DataValidationError, 422), (ModelNotFoundError, 404), (ModelIntegrityError, 409), (StoreError, 503),
-    (ConfigError, 400))
+    (ConfigError, 400), (ExperimentNotFoundError, 404), (ExperimentStateError, 409))
 
 
 def request_id(request: Request) -> str | None:

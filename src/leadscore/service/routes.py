@@ -43,6 +43,9 @@ router = APIRouter()
 api_key = APIKeyHeader(name=HEADER, auto_error=False, description="an API key from the keys file")
 reasons_query = Query(None, ge=0, le=MAX_REASONS,
                       description="reasons per side (positive and negative); default: the server's (3)")
+experiment_query = Query(None, min_length=1, max_length=64,
+                         description="a running experiment: the lead gets its arm (sticky) and the answer "
+                                     "carries that arm's score under `experiment`")
 
 
 def _body(name: str) -> dict[str, Any]:
@@ -106,30 +109,31 @@ async def parse(request: Request, model: type[BaseModel]) -> BaseModel:
 
 
 @router.post("/v1/score", response_model=ScoreResponse, openapi_extra=_body("Lead"), tags=["scoring"],
-             responses=_errors(401, 403, 413, 422, 429, 503))
+             responses=_errors(401, 403, 404, 409, 413, 422, 429, 503))
 async def score_one(request: Request, reasons: int | None = reasons_query,
-                    key: ApiKey = scorer_key) -> Response:
+                    experiment: str | None = experiment_query, key: ApiKey = scorer_key) -> Response:
     """Score one lead (raw CRM fields) with the active model."""
     svc = service(request)
     served = served_model(svc)
     lead = await parse(request, served.models.lead)
     rid = str(request_id(request))
     k = svc.settings.default_reasons if reasons is None else reasons
-    results = await svc.score(served, [lead], k, rid, batch=False)
+    results = await svc.score(served, [lead], k, rid, batch=False, experiment=experiment)
     return JSONResponse({**results[0], "request_id": rid})
 
 
 @router.post("/v1/score/batch", response_model=BatchResponse, openapi_extra=_body("ScoreBatchRequest"),
-             tags=["scoring"], responses=_errors(401, 403, 413, 422, 429, 503))
+             tags=["scoring"], responses=_errors(401, 403, 404, 409, 413, 422, 429, 503))
 async def score_batch(request: Request, reasons: int | None = reasons_query,
-                      key: ApiKey = scorer_key) -> Response:
+                      experiment: str | None = experiment_query, key: ApiKey = scorer_key) -> Response:
     """Score up to the batch limit of leads together, all with one model version."""
     svc = service(request)
     served = served_model(svc)
     batch = await parse(request, served.models.batch)
     rid = str(request_id(request))
     k = svc.settings.default_reasons if reasons is None else reasons
-    results = await svc.score(served, list(batch.leads), k, rid, batch=True)  # type: ignore[attr-defined]
+    results = await svc.score(served, list(batch.leads), k, rid, batch=True,  # type: ignore[attr-defined]
+                              experiment=experiment)
     return JSONResponse({"request_id": rid, "model_version": served.version, "count": len(results),
                          "results": results})
 

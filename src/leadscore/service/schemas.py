@@ -159,6 +159,17 @@ class Reasons(BaseModel):
     negative: list[Reason]
 
 
+class ArmAnswer(BaseModel):
+    """The lead's arm in the experiment named in the request, and that arm's score (what to act on)."""
+
+    name: str
+    arm: str = Field(description="control or treatment (sticky: the same lead always gets the same arm)")
+    ranked_by: str = Field(description="'rules' or the model version that ranks this arm's leads")
+    probability: float | None = Field(description="the arm model's probability; null for rules")
+    score: int = Field(description="the arm's 0-100 score (rules: the points, clipped to 0-100)")
+    tier: str | None
+
+
 class ScoreResult(BaseModel):
     lead_id: str | int | None = Field(description="the lead id sent, else the lead's 1-based position")
     probability: float = Field(description="calibrated probability of conversion")
@@ -169,6 +180,7 @@ class ScoreResult(BaseModel):
     reasons: Reasons
     model_version: str
     scored_at: datetime
+    experiment: ArmAnswer | None = Field(None, description="only when scored with ?experiment=NAME")
 
 
 class ScoreResponse(ScoreResult):
@@ -281,3 +293,50 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     detail: str | list[ErrorDetail]
     request_id: str | None = None
+
+
+class ExperimentRequest(BaseModel):
+    """A new A/B experiment; omitted settings take the server's params.yaml `experiments` defaults."""
+
+    model_config = FORBID
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    treatment: str = Field(min_length=1, max_length=64, description="the model version being tested")
+    control: str = Field("rules", min_length=1, max_length=64, description="'rules' or a model version")
+    split: float | None = Field(None, gt=0, lt=1, description="the treatment's share of leads")
+    window_days: float | None = Field(None, gt=0, le=3650, description="conversion counted this long")
+    min_days: float | None = Field(None, gt=0, le=3650, description="no deploy before this many days")
+    mde: float | None = Field(None, gt=0, lt=1, description="minimum detectable absolute lift")
+    description: str = Field("", max_length=2000)
+
+
+class ExperimentInfo(BaseModel):
+    name: str
+    description: str
+    control: str
+    treatment: str
+    split: float
+    window_days: float
+    min_days: float
+    mde: float
+    alpha: float
+    status: str
+    created_at: str
+    stopped_at: str | None = None
+    stop_reason: str | None = None
+    assigned: dict[str, int] = {}
+
+
+class ExperimentsResponse(BaseModel):
+    experiments: list[ExperimentInfo]
+
+
+class Assignment(BaseModel):
+    experiment: str
+    lead_id: str
+    arm: str
+    assigned_at: datetime
+
+
+class StopRequest(BaseModel):
+    model_config = FORBID
+    reason: str = Field("", max_length=2000)

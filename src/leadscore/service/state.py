@@ -24,6 +24,7 @@ from leadscore.monitoring.exposition import CachedCollector, load_states, states
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
+from leadscore.service.experiments import ServiceExperiments, service_params
 from leadscore.service.holder import ModelHolder, ServedModel
 from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
@@ -63,6 +64,7 @@ class Service:
         self._engine: sa.Engine | None = None
         self._predlog: PredictionLog | None = None
         self._outcomes: OutcomeStore | None = None
+        self._experiments: ServiceExperiments | None = None
         self._batch_limiter: anyio.CapacityLimiter | None = None
 
     @classmethod
@@ -83,6 +85,11 @@ class Service:
         assert self._outcomes is not None, "the service is not started"
         return self._outcomes
 
+    @property
+    def experiments(self) -> ServiceExperiments:
+        assert self._experiments is not None, "the service is not started"
+        return self._experiments
+
     def start(self) -> None:
         """Open the log database, start its writer, load the active model and follow the registry."""
         s, metrics = self.settings, self.metrics
@@ -95,6 +102,7 @@ class Service:
             on_failure=metrics.log_failures.inc)
         self._predlog.start()
         self._outcomes = OutcomeStore(self._engine, outcome_table)
+        self._experiments = ServiceExperiments(self._engine, self.registry, service_params(s.train_params))
         metrics.add_shared(states_collector(self._monitor_states))
         metrics.add_shared(CachedCollector(lambda: training_families(self.train_jobs, self.registry.events)))
         # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
@@ -124,9 +132,13 @@ class Service:
         mark_process_dead(os.getpid())
 
     async def score(self, served: ServedModel, leads: list[BaseModel], reasons: int, request_id: str, *,
-                    batch: bool) -> list[dict[str, Any]]:
+                    batch: bool, experiment: str | None = None) -> list[dict[str, Any]]:
         """Score validated leads (one lead inline, a batch in a worker thread, one batch at a time) and
         return once the predictions are synced to the journal: nothing answered goes unlogged.
+
+        With ``experiment``, both arms of that running experiment score the leads too and each lead's
+        exposure is written to the store (in a worker thread) before the answer, which carries the
+        lead's arm and that arm's score under ``experiment``.
 
         Raises
         ------
@@ -138,6 +150,15 @@ class Service:
                                                            limiter=self._batch_limiter)
         else:
             results, rows = self.score_now(served, leads, reasons, request_id)
+        if experiment is not None:
+            fields = [served.models.row(lead) for lead in leads]
+            id_column = served.scorer.schema.id_column
+            sent = [row.get(id_column) if id_column else served.models.lead_id(lead)
+                    for row, lead in zip(fields, leads, strict=True)]
+            ids = [None if i is None else str(i) for i in sent]
+            answers = await anyio.to_thread.run_sync(self.experiments.expose, experiment, fields, ids)
+            for result, answer in zip(results, answers, strict=True):
+                result["experiment"] = answer
         await asyncio.wrap_future(self.predlog.submit(rows))
         self.metrics.observe_scores(served.version, [r["tier"] for r in results],
                                     [r["score"] for r in results])

@@ -21,7 +21,7 @@ from scipy import special
 from leadscore.core.config import DemoParams
 from leadscore.core.exceptions import ConfigError
 from leadscore.core.files import atomic_write
-from leadscore.data.demo import latent
+from leadscore.data.demo import followup, latent
 from leadscore.data.demo.activities import draw_activities
 
 DEMO_DEFAULTS: dict = asdict(DemoParams())  # the one home of the demo defaults is core.config.DemoParams
@@ -300,5 +300,7 @@ def render_readme(data: CRMData) -> str:
         "they convert. `leadscore.data.demo.label_probability(p_convert, snapshot_days, window_days)`",
         "gives the exact probability of converting within a label window after a snapshot: the",
         "target a calibrated model should predict.",
+        "",
+        *followup.readme_lines(),
     ]
     return "\n".join(lines) + "\n"
