@@ -173,3 +173,17 @@ def test_results_endpoint_equals_the_library(api: tuple[TestClient, str],
     assert doc["arms"][0]["n"] + doc["arms"][1]["n"] == 3000
     assert doc["recommendation"]["action"] == "deploy"
     assert client.get("/v1/experiments/none/results", headers=_h(SCORER_KEY)).status_code == 404
+
+    # /metrics: assigned and matured leads and conversion per arm, as the results count them
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    rates = {s.labels["arm"]: s.value for s in families["leadscore_experiment_conversion_rate"].samples
+             if s.labels["experiment"] == "past"}
+    matured = {s.labels["arm"]: s.value for s in families["leadscore_experiment_matured_leads"].samples
+               if s.labels["experiment"] == "past"}
+    for arm in doc["arms"]:
+        assert rates[arm["arm"]] == pytest.approx(arm["rate"]) and matured[arm["arm"]] == arm["n"]
+    assigned = [s for s in families["leadscore_experiment_assigned_leads"].samples
+                if s.labels["experiment"] == "past"]
+    assert sum(s.value for s in assigned) == 3000 and {s.labels["status"] for s in assigned} == {"running"}

@@ -8,20 +8,27 @@ score. The arms' model versions are loaded from the registry once and kept.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from leadscore.artifacts.registry import Registry
 from leadscore.core.config import Params, load_params
-from leadscore.core.exceptions import DataValidationError
+from leadscore.core.exceptions import DataValidationError, LeadscoreError
 from leadscore.experiments.arms import ArmScorers, arm_answer
+from leadscore.experiments.assignment import ARMS
+from leadscore.experiments.results import matured_leads
 from leadscore.experiments.store import Experiment, ExperimentStore
 from leadscore.scoring.scorer import Scorer
+
+log = logging.getLogger(__name__)
 
 
 def service_params(path: Path | None) -> Params:
@@ -72,3 +79,38 @@ class ServiceExperiments:
         rows = self.store.record(experiment, [{"lead_id": str(lead), **record}
                                               for lead, record in zip(lead_ids, records, strict=True)])
         return [arm_answer(experiment, row["arm"], record) for row, record in zip(rows, records, strict=True)]
+
+
+def experiment_families(store: ExperimentStore, outcomes: Callable[[], pd.DataFrame]) -> list[Metric]:
+    """Per experiment and arm: ``leadscore_experiment_assigned_leads`` (with the experiment's status),
+    ``leadscore_experiment_matured_leads`` and ``leadscore_experiment_conversion_rate`` (conversion within
+    the window among the matured leads, as `experiments results` counts them); none while the store
+    cannot be read."""
+    assigned = GaugeMetricFamily("leadscore_experiment_assigned_leads", "Leads assigned to each arm",
+                                 labels=["experiment", "arm", "status"])
+    matured = GaugeMetricFamily("leadscore_experiment_matured_leads",
+                                "Leads of each arm whose conversion window has closed",
+                                labels=["experiment", "arm"])
+    rate = GaugeMetricFamily("leadscore_experiment_conversion_rate",
+                             "Conversion within the window among each arm's matured leads",
+                             labels=["experiment", "arm"])
+    try:
+        experiments = store.list_experiments()
+        known = outcomes() if experiments else None
+        now = pd.Timestamp.now(tz="UTC")
+        for experiment in experiments:
+            counts = store.counts(experiment.name)
+            leads = matured_leads(experiment, store.exposure_frame(experiment.name), known, now=now) \
+                if known is not None and any(counts.values()) else None
+            for arm in ARMS:
+                assigned.add_metric([experiment.name, arm, experiment.status], counts[arm])
+                if leads is None:
+                    continue
+                mine = leads[leads["matured"] & leads["arm"].eq(arm)]
+                matured.add_metric([experiment.name, arm], len(mine))
+                if len(mine):
+                    rate.add_metric([experiment.name, arm], float(mine["converted"].mean()))
+    except (LeadscoreError, sa.exc.SQLAlchemyError) as exc:
+        log.warning("cannot read the experiments for /metrics: %s", exc)
+        return []
+    return [assigned, matured, rate]

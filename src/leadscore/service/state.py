@@ -24,7 +24,7 @@ from leadscore.monitoring.exposition import CachedCollector, load_states, states
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
-from leadscore.service.experiments import ServiceExperiments, service_params
+from leadscore.service.experiments import ServiceExperiments, experiment_families, service_params
 from leadscore.service.holder import ModelHolder, ServedModel
 from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
@@ -35,6 +35,7 @@ from leadscore.service.training import TrainJobs, training_families
 log = logging.getLogger(__name__)
 
 RATE_FILE = "ratelimit.bin"
+EXPERIMENT_METRICS_TTL = 60.0  # seconds: experiment conversion reads every outcome; once a minute is enough
 
 
 def _native(value: Any) -> Any:
@@ -103,6 +104,9 @@ class Service:
         self._predlog.start()
         self._outcomes = OutcomeStore(self._engine, outcome_table)
         self._experiments = ServiceExperiments(self._engine, self.registry, service_params(s.train_params))
+        experiments, outcomes = self._experiments.store, self._outcomes.frame
+        metrics.add_shared(CachedCollector(lambda: experiment_families(experiments, outcomes),
+                                           ttl=EXPERIMENT_METRICS_TTL))
         metrics.add_shared(states_collector(self._monitor_states))
         metrics.add_shared(CachedCollector(lambda: training_families(self.train_jobs, self.registry.events)))
         # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
