@@ -370,3 +370,27 @@ def count_logged(engine: sa.Engine, table: sa.Table, *, since: datetime | None =
         query = query.where(table.c.scored_at >= since)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def _not_shadow(table: sa.Table) -> sa.ColumnElement[bool]:
+    """Rows scored by the served model (a challenger's shadow rows carry ``outputs.shadow`` true)."""
+    return sa.func.coalesce(table.c.outputs["shadow"].as_boolean(), sa.false()).is_(sa.false())
+
+
+def read_recent(engine: sa.Engine, table: sa.Table, *, since: datetime, limit: int) -> pd.DataFrame:
+    """Score and tier of at most ``limit`` served (not shadow) scores at or after ``since``, newest first."""
+    query = (sa.select(table.c.score, table.c.tier).where(table.c.scored_at >= since, _not_shadow(table))
+             .order_by(table.c.scored_at.desc()).limit(limit))
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)
+
+
+def read_lead_scores(engine: sa.Engine, table: sa.Table, lead_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """One lead's served (not shadow) scores, newest first: model_version, probability, score, tier,
+    outputs (the answer, with reasons) and scored_at."""
+    query = (sa.select(table.c.model_version, table.c.probability, table.c.score, table.c.tier,
+                       table.c.outputs, table.c.scored_at)
+             .where(table.c.lead_id == lead_id, _not_shadow(table))
+             .order_by(table.c.scored_at.desc(), table.c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]

@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from leadscore import __version__
 from leadscore.service import redact
+from leadscore.service.dashboard import router as dashboard_router
 from leadscore.service.errors import install_error_handlers
 from leadscore.service.experiment_routes import router as experiment_router
 from leadscore.service.middleware import BodyLimit, RequestContext
@@ -67,10 +68,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.service = svc
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    routes = [*router.routes, *experiment_router.routes]
+    routes = [*router.routes, *experiment_router.routes, *dashboard_router.routes]
     app.add_middleware(RequestContext, metrics=svc.metrics, routes=routes, draining=svc.draining)
     app.include_router(router)
     app.include_router(experiment_router)
+    app.include_router(dashboard_router)
 
     def openapi() -> dict[str, Any]:
         version = svc.holder.current.version if svc.holder.current else None

@@ -40,6 +40,7 @@ from leadscore.service.training import TrainJobRunning, UnknownTrainJob
 
 log = logging.getLogger("leadscore.service")
 router = APIRouter()
+SESSION_COOKIE = "leadscore_session"  # the dashboard's cookie: the key it was signed in with
 api_key = APIKeyHeader(name=HEADER, auto_error=False, description="an API key from the keys file")
 reasons_query = Query(None, ge=0, le=MAX_REASONS,
                       description="reasons per side (positive and negative); default: the server's (3)")
@@ -63,9 +64,13 @@ def service(request: Request) -> Service:
 
 
 def require(role: Role) -> Callable[..., Awaitable[ApiKey]]:
-    """A dependency: 401 without a valid key, 403 for the wrong role, 429 over the key's rate."""
+    """A dependency: 401 without a valid key, 403 for the wrong role, 429 over the key's rate.
+
+    The key comes from the header or, when the header is absent, from the dashboard's session cookie.
+    """
     async def check(request: Request, presented: str | None = Security(api_key)) -> ApiKey:
         svc = service(request)
+        presented = presented or request.cookies.get(SESSION_COOKIE)
         if not presented:
             raise HTTPException(401, f"missing API key: send it in the {HEADER} header",
                                 headers={"WWW-Authenticate": "ApiKey"})

@@ -340,3 +340,60 @@ class Assignment(BaseModel):
 class StopRequest(BaseModel):
     model_config = FORBID
     reason: str = Field("", max_length=2000)
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+
+
+class Importance(BaseModel):
+    feature: str
+    share: float
+
+
+class DashboardModel(BaseModel):
+    """The active model as the dashboard shows it; ``metrics`` holds the radar's five (None when the
+    metadata lacks one), ``missing`` names those."""
+
+    version: str
+    model: str | None = None
+    created_at: str | None = None
+    training_window: list[str | None] | None = None
+    metrics: dict[str, float | None]
+    missing: list[str]
+    other_metrics: dict[str, float]
+    importance: list[Importance]
+    importance_note: str | None = None
+
+
+class ScoreBin(BaseModel):
+    low: int
+    high: int
+    count: int
+
+
+class ScoreSummary(BaseModel):
+    """Served scores of the last ``days`` days (at most ``limit`` of the newest; ``truncated`` when more)."""
+
+    days: int
+    count: int
+    truncated: bool
+    limit: int
+    bins: list[ScoreBin]
+    tiers: dict[str, int]
+
+
+class LeadScoreEntry(BaseModel):
+    model_version: str
+    probability: float
+    score: int
+    tier: str | None = None
+    reasons: dict[str, Any] | None = None
+    scored_at: datetime
+
+
+class LeadHistory(BaseModel):
+    lead_id: str
+    latest: LeadScoreEntry
+    history: list[LeadScoreEntry]

@@ -1,0 +1,146 @@
+"""The ML insights dashboard: ``GET /dashboard`` (one page, its script and styles under
+``/dashboard/static/``), the sign-in and sign-out forms, and the JSON endpoints only it needs.
+
+Signing in checks the key with the service's :class:`~leadscore.service.auth.KeyStore` and keeps it in an
+HttpOnly, SameSite=Strict cookie (Secure over https), which :func:`~leadscore.service.routes.require`
+accepts when the ``X-API-Key`` header is absent: the page's ``fetch`` calls reach the JSON API with the
+same roles, rates and answers as any client. The key never appears in a URL, a page or a log line.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, datetime
+from importlib import resources
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
+
+from leadscore.service import dashboard_data
+from leadscore.service.auth import ApiKey, SlowHashThrottled
+from leadscore.service.errors import request_id
+from leadscore.service.ratelimit import retry_after
+from leadscore.service.routes import SESSION_COOKIE, _errors, scorer_key, served_model, service
+from leadscore.service.schemas import DashboardModel, LeadHistory, ScoreSummary, WhoAmI
+
+log = logging.getLogger("leadscore.service")
+router = APIRouter()
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+# nothing but this server: scripts, styles, data and images
+POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+          "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": POLICY, "Cache-Control": "no-store",
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+days_query = Query(30, ge=1, le=365, description="look back this many days")
+
+
+def _static(name: str) -> str:
+    return resources.files("leadscore.service").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _sign_in(message: str = "", status: int = 200) -> HTMLResponse:
+    page = _static("signin.html").replace("{message}", html.escape(message))
+    return HTMLResponse(page, status_code=status, headers=HEADERS)
+
+
+def _session_key(request: Request) -> ApiKey | None:
+    presented = request.cookies.get(SESSION_COOKIE)
+    try:
+        return service(request).keys.lookup(presented, request.client.host if request.client else "")
+    except SlowHashThrottled:
+        return None
+
+
+@router.get("/dashboard", include_in_schema=False)
+def dashboard(request: Request) -> Response:
+    """The dashboard for a signed-in browser, else the sign-in form."""
+    if _session_key(request) is None:
+        return _sign_in()
+    return HTMLResponse(_static("dashboard.html"), headers=HEADERS)
+
+
+@router.get("/dashboard/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    """The page's script and styles (no other file is served)."""
+    if name not in STATIC:
+        raise HTTPException(404, f"no dashboard file {name!r}")
+    return Response(_static(name), media_type=STATIC[name], headers={"Cache-Control": "no-cache",
+                                                                      "X-Content-Type-Options": "nosniff"})
+
+
+async def _form_key(request: Request) -> str:
+    """The ``key`` field of a url-encoded form (read here: no multipart parser is needed)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        return (parse_qs(body, max_num_fields=10).get("key") or [""])[0].strip()
+    except ValueError:  # too many fields: not our form
+        return ""
+
+
+@router.post("/dashboard/session", include_in_schema=False)
+async def sign_in(request: Request) -> Response:
+    """Check the key and keep it in the session cookie; the form again (401) when it is wrong."""
+    key = await _form_key(request)
+    try:
+        found = service(request).keys.lookup(key, request.client.host if request.client else "")
+    except SlowHashThrottled as exc:
+        page = _sign_in(str(exc), 429)
+        page.headers["Retry-After"] = retry_after(exc.wait)
+        return page
+    if found is None:
+        log.info("request %s: dashboard sign-in with an unknown API key", request_id(request))
+        return _sign_in("That API key is not valid.", 401)
+    log.info("key %s signed in to the dashboard", found.name)
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/dashboard/logout", include_in_schema=False)
+def sign_out(request: Request) -> Response:
+    """Forget the session cookie."""
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+    return response
+
+
+@router.get("/v1/dashboard/whoami", response_model=WhoAmI, tags=["dashboard"],
+            responses=_errors(401, 403, 429))
+def whoami(key: ApiKey = scorer_key) -> WhoAmI:
+    """The name and role of the key making the request."""
+    return WhoAmI(name=key.name, role=key.role)
+
+
+@router.get("/v1/dashboard/model", response_model=DashboardModel, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
+    """The served model: version, training window, precision, recall, F1, ROC-AUC and accuracy on the
+    test set (None where the metadata lacks them) and its ten most important features."""
+    return dashboard_data.model_summary(served_model(service(request)))
+
+
+@router.get("/v1/dashboard/scores", response_model=ScoreSummary, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def scores_panel(request: Request, days: int = days_query, key: ApiKey = scorer_key) -> ScoreSummary:
+    """Score histogram and tier counts of the leads served in the last `days` days (newest 50,000 at most;
+    a challenger's shadow scores excluded)."""
+    predlog = service(request).predlog
+    return dashboard_data.score_summary(predlog.engine, predlog.table, days=days, now=datetime.now(UTC))
+
+
+@router.get("/v1/leads/{lead_id}/scores", response_model=LeadHistory, tags=["dashboard"],
+            responses=_errors(401, 403, 404, 429, 503))
+def lead_scores(request: Request, lead_id: str = Path(min_length=1, max_length=200),
+                key: ApiKey = scorer_key) -> LeadHistory:
+    """A lead's latest score with its reasons and its score history, newest first (shadow scores
+    excluded); 404 when the lead was never scored."""
+    predlog = service(request).predlog
+    found = dashboard_data.lead_history(predlog.engine, predlog.table, lead_id)
+    if found is None:
+        raise HTTPException(404, f"no scores logged for lead {lead_id!r}")
+    return found

@@ -1,0 +1,294 @@
+/* The leadscore dashboard: each panel reads one JSON endpoint of this server and draws inline SVG. */
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const state = { admin: false };
+
+function $(id) { return document.getElementById(id); }
+
+function node(tag, attrs, text) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function shape(tag, attrs, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+
+function note(id, text, error) {
+  const el = $(id);
+  el.textContent = text || "";
+  el.classList.toggle("error", Boolean(error));
+}
+
+async function api(path, options) {
+  const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" },
+                                       ...(options || {}) });
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  return { status: response.status, ok: response.ok, body };
+}
+
+function detail(result) {
+  const d = result.body && result.body.detail;
+  return typeof d === "string" ? d : `HTTP ${result.status}`;
+}
+
+function fmt(value, digits) {
+  return value === null || value === undefined ? "n/a" : Number(value).toFixed(digits === undefined ? 3 : digits);
+}
+
+function facts(dl, pairs) {
+  clear(dl);
+  for (const [k, v] of pairs) { dl.appendChild(node("dt", {}, k)); dl.appendChild(node("dd", {}, v)); }
+}
+
+function message(svg, text) {
+  clear(svg);
+  const box = svg.viewBox.baseVal;
+  svg.appendChild(shape("text", { x: box.width / 2, y: box.height / 2, "text-anchor": "middle" }, text));
+}
+
+/* --- charts ------------------------------------------------------------------------------------- */
+
+function radar(svg, metrics, labels) {
+  clear(svg);
+  const names = Object.keys(metrics), cx = 160, cy = 150, r = 100, n = names.length;
+  const point = (i, v) => [cx + r * v * Math.sin(2 * Math.PI * i / n), cy - r * v * Math.cos(2 * Math.PI * i / n)];
+  for (const ring of [0.25, 0.5, 0.75, 1]) {
+    const pts = names.map((_, i) => point(i, ring).join(",")).join(" ");
+    svg.appendChild(shape("polygon", { points: pts, class: "axis", fill: "none" }));
+  }
+  names.forEach((name, i) => {
+    const [x, y] = point(i, 1), [lx, ly] = point(i, 1.22);
+    svg.appendChild(shape("line", { x1: cx, y1: cy, x2: x, y2: y, class: "axis" }));
+    const value = metrics[name];
+    svg.appendChild(shape("text", { x: lx, y: ly, "text-anchor": "middle" }, `${labels[name] || name} ${fmt(value, 2)}`));
+  });
+  const pts = names.map((name, i) => point(i, Math.max(0, Math.min(1, metrics[name] || 0))).join(",")).join(" ");
+  svg.appendChild(shape("polygon", { points: pts, class: "area" }));
+}
+
+function hbars(svg, items, options) {
+  clear(svg);
+  if (!items.length) { message(svg, (options && options.empty) || "No data"); return; }
+  const box = svg.viewBox.baseVal, left = 130, right = 50, row = Math.min(24, (box.height - 10) / items.length);
+  const max = Math.max(...items.map(d => d.value), 1e-9);
+  items.forEach((d, i) => {
+    const y = 5 + i * row, w = (box.width - left - right) * d.value / max;
+    svg.appendChild(shape("text", { x: left - 6, y: y + row * 0.65, "text-anchor": "end" }, d.label.slice(0, 20)));
+    const bar = shape("rect", { x: left, y: y + 2, width: Math.max(w, 1), height: row - 4, class: "bar" });
+    bar.appendChild(shape("title", {}, `${d.label}: ${d.text}`));
+    svg.appendChild(bar);
+    svg.appendChild(shape("text", { x: left + w + 4, y: y + row * 0.65 }, d.text));
+  });
+}
+
+function vbars(svg, items) {
+  clear(svg);
+  const box = svg.viewBox.baseVal, bottom = box.height - 22, top = 14, width = (box.width - 20) / items.length;
+  const max = Math.max(...items.map(d => d.value), 1);
+  svg.appendChild(shape("line", { x1: 10, y1: bottom, x2: box.width - 10, y2: bottom, class: "axis" }));
+  items.forEach((d, i) => {
+    const h = (bottom - top) * d.value / max, x = 10 + i * width;
+    const bar = shape("rect", { x: x + 2, y: bottom - h, width: width - 4, height: Math.max(h, 0), class: "bar" });
+    bar.appendChild(shape("title", {}, `${d.label}: ${d.value}`));
+    svg.appendChild(bar);
+    svg.appendChild(shape("text", { x: x + width / 2, y: bottom + 14, "text-anchor": "middle" }, d.label));
+    if (d.value) svg.appendChild(shape("text", { x: x + width / 2, y: bottom - h - 3, "text-anchor": "middle" }, d.value));
+  });
+}
+
+function intervals(svg, arms) {
+  clear(svg);
+  const box = svg.viewBox.baseVal, left = 90, right = 20;
+  const max = Math.max(...arms.map(a => a.high || a.rate || 0), 0.01);
+  const x = v => left + (box.width - left - right) * (v || 0) / max;
+  svg.appendChild(shape("line", { x1: left, y1: box.height - 16, x2: box.width - right, y2: box.height - 16, class: "axis" }));
+  svg.appendChild(shape("text", { x: box.width - right, y: box.height - 3, "text-anchor": "end" }, `${fmt(100 * max, 1)}%`));
+  arms.forEach((a, i) => {
+    const y = 20 + i * 32;
+    svg.appendChild(shape("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, a.arm));
+    if (a.low !== null && a.high !== null) svg.appendChild(shape("line", { x1: x(a.low), y1: y, x2: x(a.high), y2: y, class: "ci" }));
+    const rate = a.rate === null ? "n/a" : `${fmt(100 * a.rate, 1)}%`;
+    const ci = a.low === null || a.high === null ? "no interval yet" : `95% CI ${fmt(100 * a.low, 1)}-${fmt(100 * a.high, 1)}%`;
+    const dot = shape("circle", { cx: x(a.rate), cy: y, r: 5, class: "bar" });
+    dot.appendChild(shape("title", {}, `${a.arm}: ${a.conversions}/${a.n} converted, ${rate} (${ci})`));
+    svg.appendChild(dot);
+    svg.appendChild(shape("text", { x: x(a.rate), y: y - 8, "text-anchor": "middle" }, `${rate} (n=${a.n})`));
+  });
+}
+
+function line(svg, values, labels) {
+  clear(svg);
+  const box = svg.viewBox.baseVal, pad = 24;
+  svg.appendChild(shape("line", { x1: pad, y1: box.height - pad, x2: box.width - pad, y2: box.height - pad, class: "axis" }));
+  const step = values.length > 1 ? (box.width - 2 * pad) / (values.length - 1) : 0;
+  const at = (v, i) => [values.length > 1 ? pad + i * step : box.width / 2, box.height - pad - (box.height - 2 * pad) * v / 100];
+  if (values.length > 1) svg.appendChild(shape("polyline", { points: values.map((v, i) => at(v, i).join(",")).join(" "), class: "line" }));
+  values.forEach((v, i) => {
+    const [cx, cy] = at(v, i);
+    const dot = shape("circle", { cx, cy, r: 4, class: "bar" });
+    dot.appendChild(shape("title", {}, `${labels[i]}: ${v}`));
+    svg.appendChild(dot);
+    svg.appendChild(shape("text", { x: cx, y: cy - 7, "text-anchor": "middle" }, v));
+  });
+}
+
+/* --- panels -------------------------------------------------------------------------------------- */
+
+const RADAR_LABELS = { precision: "Precision", recall: "Recall", f1: "F1", roc_auc: "ROC-AUC", accuracy: "Accuracy" };
+
+async function loadModel() {
+  const result = await api("/v1/dashboard/model");
+  if (!result.ok) { note("model-note", detail(result), true); message($("radar"), "No model"); message($("importance"), "No model"); return; }
+  const m = result.body, window = m.training_window || [];
+  facts($("model-facts"), [["Version", m.version], ["Model", m.model || "n/a"], ["Created", m.created_at || "n/a"],
+    ["Training window", window.length ? `${window[0] || "?"} to ${window[1] || "?"}` : "not recorded"],
+    ...Object.entries(m.metrics).map(([k, v]) => [RADAR_LABELS[k] || k, fmt(v)]),
+    ...Object.entries(m.other_metrics).slice(0, 4).map(([k, v]) => [k, fmt(v)])]);
+  radar($("radar"), m.metrics, RADAR_LABELS);
+  note("model-note", m.missing.length ? `Not in the model's test metrics: ${m.missing.map(k => RADAR_LABELS[k]).join(", ")} (drawn at 0).` : "");
+  hbars($("importance"), m.importance.map(d => ({ label: d.feature, value: d.share, text: `${fmt(100 * d.share, 1)}%` })),
+        { empty: m.importance_note || "No importances" });
+  note("importance-note", m.importance_note || "Share of the model's total importance, per input column.");
+}
+
+async function loadScores() {
+  const days = Math.max(1, Math.min(365, Number($("days").value) || 30));
+  const result = await api(`/v1/dashboard/scores?days=${days}`);
+  if (!result.ok) { note("scores-note", detail(result), true); message($("histogram"), "Unavailable"); message($("tiers"), "Unavailable"); return; }
+  const s = result.body;
+  vbars($("histogram"), s.bins.map(b => ({ label: `${b.low}`, value: b.count })));
+  hbars($("tiers"), Object.entries(s.tiers).map(([t, c]) => ({ label: t, value: c, text: String(c) })), { empty: "No leads scored" });
+  note("scores-note", `${s.count} lead score(s) in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit} shown)` : ""}.`);
+}
+
+function adminOnly(button) {
+  button.disabled = !state.admin;
+  if (!state.admin) button.title = "Needs an admin key"; else button.removeAttribute("title");
+}
+
+async function switchModel(path, question) {
+  if (!window.confirm(question)) return;
+  const result = await api(path, { method: "POST" });
+  note("versions-note", result.ok ? `Now serving ${result.body.active} (was ${result.body.previous || "none"}).` : detail(result), !result.ok);
+  await Promise.all([loadVersions(), loadModel()]);
+}
+
+async function loadVersions() {
+  const result = await api("/v1/model/versions");
+  const body = $("versions").tBodies[0];
+  clear(body);
+  if (!result.ok) { note("versions-note", detail(result), true); message($("versions-chart"), "Unavailable"); return; }
+  const versions = result.body.versions;
+  for (const v of versions) {
+    const row = node("tr");
+    const stateText = [v.active ? "active" : "", v.serving ? "serving" : ""].filter(Boolean).join(", ") || "-";
+    for (const text of [v.version, v.model || "", fmt(v.metrics && v.metrics.roc_auc), stateText]) row.appendChild(node("td", {}, text));
+    const cell = node("td");
+    if (!v.active) {
+      const button = node("button", { type: "button", "aria-label": `Activate ${v.version}` }, "Activate");
+      adminOnly(button);
+      button.addEventListener("click", () => switchModel(`/v1/model/activate/${encodeURIComponent(v.version)}`, `Activate version ${v.version}?`));
+      cell.appendChild(button);
+    }
+    row.appendChild(cell);
+    body.appendChild(row);
+  }
+  const oldestFirst = versions.slice().reverse();
+  vbars($("versions-chart"), oldestFirst.map(v => ({ label: v.version.slice(-6), value: Math.round(1000 * ((v.metrics && v.metrics.roc_auc) || 0)) / 1000 })));
+  $("versions-chart").appendChild(shape("text", { x: 12, y: 11 }, "ROC-AUC per version (oldest first)"));
+}
+
+async function pollJob(job) {
+  for (;;) {
+    const result = await api(`/v1/model/train/${encodeURIComponent(job)}`);
+    if (!result.ok) { note("versions-note", detail(result), true); return; }
+    const j = result.body, log = $("train-log");
+    log.hidden = false;
+    log.textContent = (j.log_tail || []).join("\n") || "(no output yet)";
+    note("versions-note", `Training job ${j.job}: ${j.state}${j.error ? ` (${j.error})` : ""}`, j.state === "failed");
+    if (j.state !== "running") { await Promise.all([loadVersions(), loadModel()]); return; }
+    await new Promise(done => setTimeout(done, 2000));
+  }
+}
+
+async function train() {
+  const result = await api("/v1/model/train", { method: "POST" });
+  if (!result.ok) { note("versions-note", `Training not started: ${detail(result)}`, true); return; }
+  await pollJob(result.body.job);
+}
+
+async function loadExperiments() {
+  const target = clear($("experiments"));
+  const result = await api("/v1/experiments");
+  if (!result.ok) { note("experiments-note", detail(result), true); return; }
+  const experiments = result.body.experiments.slice(0, 3);
+  if (!experiments.length) {
+    const svg = shape("svg", { viewBox: "0 0 420 60", role: "img", "aria-label": "No experiments" });
+    target.appendChild(svg);
+    message(svg, "No experiments yet");
+    return;
+  }
+  for (const e of experiments) {
+    const block = node("div", { class: "experiment" });
+    block.appendChild(node("h3", {}, `${e.name} (${e.status}): ${e.treatment} vs ${e.control}`));
+    const svg = shape("svg", { viewBox: "0 0 420 90", role: "img", "aria-label": `Conversion per arm of ${e.name}` });
+    block.appendChild(svg);
+    target.appendChild(block);
+    const found = await api(`/v1/experiments/${encodeURIComponent(e.name)}/results`);
+    if (!found.ok) { message(svg, detail(found)); continue; }
+    intervals(svg, found.body.arms || []);
+    const advice = found.body.recommendation || {};
+    block.appendChild(node("p", {}, `Recommendation: ${advice.action || "n/a"}${(advice.reasons || []).length ? ` - ${advice.reasons.join("; ")}` : ""}`));
+  }
+}
+
+async function lookUp(event) {
+  event.preventDefault();
+  const id = $("lead-id").value.trim();
+  if (!id) return;
+  const result = await api(`/v1/leads/${encodeURIComponent(id)}/scores`);
+  clear($("lead-reasons"));
+  if (!result.ok) { facts($("lead-facts"), []); message($("lead-history"), "No scores"); note("lead-note", detail(result), true); return; }
+  const h = result.body, last = h.latest;
+  facts($("lead-facts"), [["Lead", h.lead_id], ["Score", String(last.score)], ["Tier", last.tier || "n/a"],
+    ["Probability", fmt(last.probability)], ["Model", last.model_version], ["Scored", last.scored_at]]);
+  const reasons = last.reasons || {};
+  for (const side of ["positive", "negative"]) {
+    const list = node("ul", { "aria-label": `${side} reasons` });
+    for (const r of reasons[side] || []) list.appendChild(node("li", {}, `${side === "positive" ? "+" : "-"} ${r.text || r.field}`));
+    if (list.childNodes.length) $("lead-reasons").appendChild(list);
+  }
+  if (!$("lead-reasons").childNodes.length) $("lead-reasons").appendChild(node("p", { class: "note" }, "No reasons recorded for this score."));
+  const oldestFirst = h.history.slice().reverse();
+  line($("lead-history"), oldestFirst.map(e => e.score), oldestFirst.map(e => e.scored_at));
+  note("lead-note", `${h.history.length} score(s), newest first in the history; the chart runs oldest to newest.`);
+}
+
+async function start() {
+  const me = await api("/v1/dashboard/whoami");
+  if (!me.ok) { $("who").textContent = detail(me); return; }
+  state.admin = me.body.role === "admin";
+  $("who").textContent = `Signed in as ${me.body.name} (${me.body.role})`;
+  adminOnly($("rollback"));
+  adminOnly($("train"));
+  if (!state.admin) note("versions-note", "Activate, Roll back and Train now need an admin key.");
+  $("rollback").addEventListener("click", () => switchModel("/v1/model/rollback", "Roll back to the previously active version?"));
+  $("train").addEventListener("click", train);
+  $("scores-form").addEventListener("submit", event => { event.preventDefault(); loadScores(); });
+  $("lead-form").addEventListener("submit", lookUp);
+  message($("lead-history"), "Enter a lead id to see its scores");
+  await Promise.all([loadModel(), loadScores(), loadVersions(), loadExperiments()]);
+  document.body.dataset.ready = "true";
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,350 @@
+"""The dashboard: sign-in cookie, its use by the JSON API, the dashboard's endpoints (TestClient), and the
+page itself in Chromium against a real `leadscore serve --workers 2`."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from browser_support import browser_context
+from conftest import PG_URL, make_flat_leads
+from service_support import ADMIN_KEY, LEAD, SCORER_KEY, fit_bundles, make_registry, to_payload, write_keys
+
+from leadscore.artifacts.registry import Registry
+from leadscore.monitoring.predlog import open_database, read_lead_scores, read_recent
+from leadscore.scoring.scorer import Scorer
+from leadscore.service.app import create_app
+from leadscore.service.routes import SESSION_COOKIE
+from leadscore.service.settings import ServiceSettings
+
+with warnings.catch_warnings():  # starlette asks for httpx2, which is not installed
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return fit_bundles(tmp_path_factory.mktemp("bundles"))
+
+
+@pytest.fixture
+def registry(tmp_path: Path, bundles: tuple[Path, Path]) -> tuple[Registry, str, str]:
+    return make_registry(tmp_path / "registry", bundles)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, registry: tuple[Registry, str, str]) -> ServiceSettings:
+    return ServiceSettings(registry=registry[0].root, keys_file=write_keys(tmp_path / "keys.yaml"),
+                           poll_interval=0.1, log_flush_interval=0.05)
+
+
+@pytest.fixture
+def client(settings: ServiceSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def sign_in(client: TestClient, key: str) -> httpx.Response:
+    return client.post("/dashboard/session", data={"key": key}, follow_redirects=False)
+
+
+# --- sign-in and the session cookie ---------------------------------------------------------------------
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_never_shows_the_key(client: TestClient) -> None:
+    form = client.get("/dashboard")
+    assert form.status_code == 200 and '<label for="key">API key</label>' in form.text
+    assert "default-src 'none'" in form.headers["content-security-policy"]
+    response = sign_in(client, ADMIN_KEY)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=") and "httponly" in cookie.lower()
+    assert "samesite=strict" in cookie.lower() and "path=/" in cookie.lower()
+    assert "secure" not in cookie.lower()
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and 'id="panel-model"' in page.text
+    assert ADMIN_KEY not in page.text and ADMIN_KEY not in response.headers["location"]
+    assert client.get("/dashboard/static/dashboard.js").status_code == 200
+    assert client.get("/dashboard/static/signin.html").status_code == 404
+    assert not any(path.startswith("/dashboard") for path in client.get("/openapi.json").json()["paths"])
+
+
+def test_cookie_is_secure_over_https(settings: ServiceSettings) -> None:
+    with TestClient(create_app(settings), base_url="https://testserver") as secure:
+        assert "secure" in sign_in(secure, SCORER_KEY).headers["set-cookie"].lower()
+
+
+def test_wrong_key_shows_the_form_again_with_401_and_no_cookie(client: TestClient) -> None:
+    response = sign_in(client, "lsk_wrong-key")
+    assert response.status_code == 401 and "not valid" in response.text
+    assert "set-cookie" not in response.headers and "lsk_wrong-key" not in response.text
+    assert client.get("/v1/dashboard/whoami").status_code == 401
+
+
+def test_logout_clears_the_cookie(client: TestClient) -> None:
+    sign_in(client, SCORER_KEY)
+    assert client.get("/v1/dashboard/whoami").json() == {"name": "crm", "role": "scorer"}
+    response = client.post("/dashboard/logout", follow_redirects=False)
+    assert response.status_code == 303 and f'{SESSION_COOKIE}=""' in response.headers["set-cookie"]
+    assert client.get("/v1/dashboard/whoami").status_code == 401
+    assert "<form" in client.get("/dashboard").text
+
+
+def test_cookie_authorises_the_api_with_the_same_roles(client: TestClient,
+                                                       registry: tuple[Registry, str, str]) -> None:
+    sign_in(client, SCORER_KEY)
+    assert client.get("/v1/model").json()["version"] == registry[1]
+    assert client.post("/v1/model/rollback").status_code == 403
+    assert client.post(f"/v1/model/activate/{registry[2]}").status_code == 403
+    # the header wins over the cookie
+    assert client.get("/v1/dashboard/whoami", headers={"X-API-Key": ADMIN_KEY}).json()["role"] == "admin"
+    assert client.get("/v1/dashboard/whoami", headers={"X-API-Key": "lsk_wrong"}).status_code == 401
+    client.cookies.clear()
+    sign_in(client, ADMIN_KEY)
+    assert client.post(f"/v1/model/activate/{registry[2]}").status_code == 200
+    assert client.post("/v1/model/rollback").json()["active"] == registry[1]
+    assert client.post("/v1/model/train").status_code == 409  # no --train-crm
+
+
+# --- the dashboard's JSON endpoints ---------------------------------------------------------------------
+
+def _wait_logged(client: TestClient, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while client.get("/v1/dashboard/scores?days=1", headers={"X-API-Key": SCORER_KEY}).json()["count"] < n:
+        assert time.monotonic() < deadline, "scores not logged"
+        time.sleep(0.05)
+
+
+def test_model_panel_has_radar_metrics_and_importance(client: TestClient) -> None:
+    body = client.get("/v1/dashboard/model", headers={"X-API-Key": SCORER_KEY}).json()
+    assert set(body["metrics"]) == {"precision", "recall", "f1", "roc_auc", "accuracy"}
+    assert body["metrics"]["roc_auc"] == 0.71 and "precision" in body["missing"]
+    assert 0 < len(body["importance"]) <= 10 and abs(sum(i["share"] for i in body["importance"]) - 1) < 0.01
+
+
+def test_lead_scores_newest_first_without_shadow_rows_and_404(client: TestClient) -> None:
+    key = {"X-API-Key": SCORER_KEY}
+    for budget in (1000.0, 90000.0):
+        assert client.post("/v1/score", json={**LEAD, "budget": budget}, headers=key).status_code == 200
+        time.sleep(0.01)
+    _wait_logged(client, 2)
+    predlog = client.app.state.service.predlog  # type: ignore[attr-defined]
+    with predlog.engine.begin() as conn:  # a challenger's shadow score, newer than both
+        conn.execute(predlog.table.insert().values(
+            request_id="r", lead_id="L1", model_version="challenger", probability=0.5, score=50, tier="B",
+            inputs={}, outputs={"shadow": True}, scored_at=datetime.now(UTC) + timedelta(seconds=5)))
+    body = client.get("/v1/leads/L1/scores", headers=key).json()
+    history = body["history"]
+    assert len(history) == 2 and body["latest"] == history[0]
+    assert history[0]["scored_at"] > history[1]["scored_at"]
+    assert {h["model_version"] for h in history} != {"challenger"} and set(history[0]["reasons"]) == {
+        "positive", "negative"}
+    assert client.get("/v1/leads/nobody/scores", headers=key).status_code == 404
+    summary = client.get("/v1/dashboard/scores?days=7", headers=key).json()
+    assert summary["count"] == 2 and sum(b["count"] for b in summary["bins"]) == 2
+    assert sum(summary["tiers"].values()) == 2
+    assert client.get("/v1/dashboard/scores?days=0", headers=key).status_code == 422
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_log_reads_skip_shadow_rows(dialect: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}" if dialect == "sqlite" else PG_URL
+    name = f"dash_{uuid.uuid4().hex[:8]}"
+    engine, table, outcomes = open_database(url, name, f"{name}_outcomes")
+    now = datetime.now(UTC)
+    logged = [("v1", 10, {"reasons": {}}), ("v1", 20, {}), ("c", 30, {"shadow": True})]
+    rows = [{"request_id": "r", "lead_id": "L1", "model_version": version, "probability": score / 100,
+             "score": score, "tier": "A", "inputs": {}, "outputs": outputs,
+             "scored_at": now + timedelta(seconds=i)} for i, (version, score, outputs) in enumerate(logged)]
+    try:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
+        assert [r["score"] for r in read_lead_scores(engine, table, "L1", limit=5)] == [20, 10]
+        assert read_lead_scores(engine, table, "L2", limit=5) == []
+        assert read_recent(engine, table, since=now, limit=1)["score"].tolist() == [20]
+    finally:
+        table.drop(engine)
+        outcomes.drop(engine)
+        engine.dispose()
+
+
+# --- the page in a browser against a real server --------------------------------------------------------
+
+SERVE = ["-m", "leadscore.cli", "serve"]
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def wait_ready(self, workers: int, timeout: float = 150.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+            if len(serving_pids(self.url, None)) >= workers:
+                return
+            time.sleep(0.2)
+        pytest.fail(f"server not ready:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def serving_pids(url: str, version: str | None) -> set[str]:
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return set()
+    label = re.escape(version) if version else r'[^"]+'
+    return set(re.findall(rf'leadscore_model_loaded\{{model_version="{label}",pid="(\d+)"\}} 1\.0', text))
+
+
+@pytest.fixture
+def server(tmp_path: Path, bundles: tuple[Path, Path]) -> Iterator[tuple[Server, str, str]]:
+    reg, v1, v2 = make_registry(tmp_path / "registry", bundles)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2", "--registry", str(reg.root),
+            "--keys", str(write_keys(tmp_path / "keys.yaml")), "--rate-limit", "0", "--poll-interval", "0.2"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"})
+    srv = Server(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        srv.wait_ready(2)
+        yield srv, v1, v2
+    finally:
+        srv.stop()
+
+
+def _score_some(url: str, schema: Any, n: int) -> list[str]:
+    rows = make_flat_leads(n, seed=3).to_dict("records")
+    with httpx.Client(base_url=url, headers={"X-API-Key": SCORER_KEY}, timeout=30) as http:
+        for row in rows:
+            assert http.post("/v1/score", json=to_payload(row, schema, omit_missing=True)).status_code == 200
+    return [str(row["lead_id"]) for row in rows]
+
+
+def _run_experiment(url: str, schema: Any, control: str, treatment: str) -> None:
+    """An experiment whose conversion window (about 2 s) closes while the test goes on, with outcomes."""
+    body = {"name": "ab", "control": control, "treatment": treatment, "window_days": 2.5e-5,
+            "min_days": 2.5e-5}
+    created = httpx.post(f"{url}/v1/experiments", json=body, headers={"X-API-Key": ADMIN_KEY}, timeout=30)
+    assert created.status_code == 201, created.text
+    rows = make_flat_leads(24, seed=5).to_dict("records")
+    with httpx.Client(base_url=url, headers={"X-API-Key": SCORER_KEY}, timeout=30) as http:
+        for i, row in enumerate(rows):
+            payload = {**to_payload(row, schema, omit_missing=True), "lead_id": f"X{i}"}
+            assert http.post("/v1/score?experiment=ab", json=payload).status_code == 200
+            converted = i % 3 == 0
+            outcome = {"lead_id": f"X{i}", "converted": converted,
+                       "converted_at": datetime.now(UTC).isoformat() if converted else None}
+            assert http.post("/v1/outcomes", json=outcome).status_code == 200
+
+
+def _served_everywhere(url: str, version: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(serving_pids(url, version)) < 2:
+        assert time.monotonic() < deadline, f"not every worker serves {version}"
+        time.sleep(0.1)
+    for _ in range(8):  # whichever worker answers
+        model = httpx.get(f"{url}/v1/model", headers={"X-API-Key": SCORER_KEY}, timeout=10).json()
+        assert model["version"] == version
+
+
+def _sign_in(page: Any, url: str, key: str) -> None:
+    page.goto(f"{url}/dashboard")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("body[data-ready='true']", timeout=20_000)
+
+
+PANELS = ("panel-model", "panel-importance", "panel-scores", "panel-versions", "panel-experiments",
+          "panel-lead")
+
+
+def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path) -> None:
+    srv, v1, v2 = server
+    url, admin = srv.url, {"X-API-Key": ADMIN_KEY}
+    schema = Scorer.load(v1, registry=tmp_path / "registry").schema
+    leads = _score_some(url, schema, 8)  # by v1, then by v2: two entries per lead
+    assert httpx.post(f"{url}/v1/model/activate/{v2}", headers=admin, timeout=30).status_code == 200
+    _served_everywhere(url, v2)
+    _score_some(url, schema, 8)
+    _run_experiment(url, schema, v1, v2)
+    time.sleep(2.5)  # the experiment's conversion window closes
+    errors: list[str] = []
+    outside: list[str] = []
+    with browser_context(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request",
+                lambda req: None if req.url.startswith((url, "data:")) else outside.append(req.url))
+        page.set_viewport_size({"width": 1280, "height": 900})
+        _sign_in(page, url, ADMIN_KEY)
+        timing = page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0];"
+                               " return [n.domContentLoadedEventEnd, performance.now()]; }")
+        print(f"dashboard: DOMContentLoaded {timing[0]:.0f} ms, every panel drawn by {timing[1]:.0f} ms")
+        assert ADMIN_KEY not in page.content() and ADMIN_KEY not in page.url
+        page.get_by_label("Lead id").fill(leads[0])
+        page.get_by_role("button", name="Look up").click()
+        page.wait_for_selector("#lead-facts dd")
+        assert page.locator("#lead-history circle").count() == 2
+        for panel in PANELS:
+            shapes = page.locator(f"#{panel} svg").first.evaluate("svg => svg.childElementCount")
+            assert shapes > 0, f"{panel}: empty chart"
+        assert page.locator("#importance rect").count() > 0 and page.locator("#radar polygon").count() == 5
+        assert page.locator("#experiments circle").count() == 2
+        assert page.get_by_text("Recommendation:").count() == 1
+        assert errors == [], errors
+        page.screenshot(path=str(tmp_path / "dashboard-1280.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(tmp_path / "dashboard-390.png"), full_page=True)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+        page.get_by_role("button", name="Train now").click()
+        page.wait_for_selector("#versions-note:has-text('not configured')")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Roll back").click()
+        page.wait_for_selector(f"#versions-note:has-text('Now serving {v1}')")
+        _served_everywhere(url, v1)
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_selector("text=API key")
+        _sign_in(page, url, SCORER_KEY)
+        assert page.locator("#rollback").is_disabled() and page.locator("#train").is_disabled()
+        assert page.locator("#rollback").get_attribute("title") == "Needs an admin key"
+        assert "need an admin key" in page.locator("#versions-note").inner_text()
+        activate = page.get_by_role("button", name=f"Activate {v2}")
+        assert activate.is_disabled()
+        status = page.evaluate("() => fetch('/v1/model/rollback',"
+                               " {method: 'POST', credentials: 'same-origin'}).then(r => r.status)")
+        assert status == 403
+    assert outside == []
+    assert ADMIN_KEY not in srv.log.read_text(errors="replace")
