@@ -162,7 +162,8 @@ def _leads_frame(rng: np.random.Generator, leads: latent.LatentLeads, lead_ids: 
 
 
 def generate_crm(n_leads: int = DemoParams.n_leads, seed: int = DemoParams.seed,
-                 start: str = DemoParams.start, months: int = DemoParams.months) -> CRMData:
+                 start: str = DemoParams.start, months: int = DemoParams.months, *,
+                 new_source_months: int | None = None) -> CRMData:
     """Generate a demo CRM extract; the same arguments always give the same tables.
 
     Parameters
@@ -171,6 +172,8 @@ def generate_crm(n_leads: int = DemoParams.n_leads, seed: int = DemoParams.seed,
     seed : seed of the single random generator everything is drawn from.
     start : first day of the extract (UTC); ``data_end = start + months``.
     months : length of the extract in calendar months.
+    new_source_months : the last months in which the new source (``latent.NEW_SOURCE``) exists: the
+        drift (default ``latent.NEW_SOURCE_MONTHS``).
 
     Raises
     ------
@@ -184,8 +187,12 @@ def generate_crm(n_leads: int = DemoParams.n_leads, seed: int = DemoParams.seed,
     (200, '2025-09-01')
     """
     start_ts = _check_args(n_leads, seed, start, months)
+    if new_source_months is not None and (isinstance(new_source_months, bool) or not isinstance(
+            new_source_months, int | np.integer) or not 1 <= new_source_months <= months):
+        raise ConfigError(f"new_source_months: expected an integer 1 to {months}, got {new_source_months!r}")
     data_end = start_ts + pd.DateOffset(months=months)
-    new_from = max(start_ts, data_end - pd.DateOffset(months=latent.NEW_SOURCE_MONTHS))
+    new_months = latent.NEW_SOURCE_MONTHS if new_source_months is None else int(new_source_months)
+    new_from = max(start_ts, data_end - pd.DateOffset(months=new_months))
     start_ms, end_ms = _to_ms(start_ts), _to_ms(data_end)
     rng_leads, rng_profile, rng_events = np.random.default_rng(seed).spawn(3)
     leads = latent.draw_latent_leads(rng_leads, n_leads, start_ms, end_ms, _to_ms(new_from))
