@@ -15,6 +15,7 @@ import yaml
 from conftest import REPO, make_flat_leads
 
 from leadscore.artifacts.bundle import save_bundle
+from leadscore.artifacts.paths import LOG_TABLE
 from leadscore.artifacts.registry import Registry
 from leadscore.cli.main import main
 from leadscore.core.config import load_params
@@ -51,7 +52,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _store(url: str) -> ExperimentStore:
-    engine, _, _ = open_database(url, "predictions", "outcomes")
+    engine, _, _ = open_database(url, LOG_TABLE, "outcomes")
     return ExperimentStore(engine)
 
 
@@ -192,7 +193,7 @@ def test_results_count_only_matured_leads(project: dict, tmp_path: Path,
              for i, (h, p) in enumerate(zip(rng.integers(0, 24 * 60, 2000), rng.uniform(0.05, 0.4, 2000),
                                             strict=True))]
     rows = store.record(experiment, leads)
-    engine, _, outcomes_table = open_database(db, "predictions", "outcomes")
+    engine, _, outcomes_table = open_database(db, LOG_TABLE, "outcomes")
     outcomes = OutcomeStore(engine, outcomes_table)
     converted_at = {}
     for row, lead in zip(rows, leads, strict=True):

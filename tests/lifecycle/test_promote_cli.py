@@ -7,16 +7,18 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import make_flat_leads
 
 from leadscore.artifacts.bundle import save_bundle
+from leadscore.artifacts.paths import LOG_TABLE
 from leadscore.artifacts.registry import Registry
 from leadscore.cli.main import main
 from leadscore.data.schema import prepare_features
 from leadscore.monitoring.outcomes import OutcomeStore
-from leadscore.monitoring.predlog import open_database
+from leadscore.monitoring.predlog import open_database, read_log
 from leadscore.training.fit import fit_table
 
 
@@ -83,7 +85,7 @@ def test_promote_from_shadow_scores_in_the_store(tmp_path, bundles, capsys):
     leads = make_flat_leads(3000, seed=21)
     truth = leads.pop("converted").str.strip().str.lower().eq("yes").to_numpy()
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    engine, log, outcomes = open_database(db, "predictions", "outcomes")
+    engine, log, outcomes = open_database(db, LOG_TABLE, "outcomes")
     start = datetime(2025, 3, 3, tzinfo=UTC)
     rows = []
     for version in (weak, good):   # the champion decides, the challenger is scored in its shadow
@@ -109,3 +111,47 @@ def test_promote_from_shadow_scores_in_the_store(tmp_path, bundles, capsys):
     assert status == 0, (doc["reasons"], doc["evidence"], doc["figures"])
     assert doc["decision"] == "promote" and doc["figures"]["leads"] == 3000
     assert doc["evidence"].startswith("shadow scores: 3,000 leads scored by both")
+
+
+def test_batch_scoring_shadow_scores_the_challenger_and_feeds_the_gate(tmp_path, bundles, capsys):
+    """`leadscore score` with the active version and a challenger in the registry: the output holds the
+    champion's scores only, the store's prediction log both versions' scores of every lead (the
+    challenger's marked shadow); with the outcomes, `models promote` reads that evidence by default."""
+    registry, weak, good = _registry(tmp_path, bundles)
+    registry.set_challenger(good)
+    leads = make_flat_leads(3000, seed=22)
+    truth = leads.pop("converted").str.strip().str.lower().eq("yes").to_numpy()
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    common = ["--registry", str(registry.root), "--db", db]
+    assert main(["score", "--input", str(tmp_path / "leads.csv"), "--output", str(tmp_path / "out.csv"),
+                 "--chunk-size", "1000", "-q", *common]) == 0
+    assert f"challenger {good} scored the same 3,000 leads (shadow)" in capsys.readouterr().out
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 3000 and set(out["model_version"].astype(str)) == {weak}
+    assert not {"shadow", "arm"} & set(out.columns)
+    engine, log, outcomes = open_database(db, LOG_TABLE, "outcomes")
+    logged = read_log(engine, log)
+    assert logged.groupby("model_version")["lead_id"].nunique().to_dict() == {weak: 3000, good: 3000}
+    with engine.connect() as conn:
+        shadow = conn.execute(sa.select(log.c.model_version, log.c.outputs)).all()
+    assert {v for v, o in shadow if o.get("shadow")} == {good}
+    champion_rows = logged[logged["model_version"] == weak].set_index("lead_id")
+    np.testing.assert_allclose(champion_rows.loc[out["lead_id"], "probability"], out["probability"],
+                               atol=1e-6)
+    # --no-shadow: the champion alone, nothing more logged
+    assert main(["score", "--input", str(tmp_path / "leads.csv"), "--output", str(tmp_path / "out2.csv"),
+                 "-q", "--no-shadow", *common]) == 0
+    assert "(shadow)" not in capsys.readouterr().out and len(read_log(engine, log)) == 6000
+
+    scored_at = pd.Timestamp(logged["scored_at"].min())
+    OutcomeStore(engine, outcomes).record_many(
+        [{"lead_id": lead, "converted": bool(hit),
+          "converted_at": (scored_at + timedelta(days=3)).to_pydatetime() if hit else None,
+          "recorded_at": (scored_at + timedelta(days=3)).to_pydatetime()}
+         for lead, hit in zip(leads["lead_id"], truth, strict=True)])
+    later = (scored_at + timedelta(days=200)).strftime("%Y-%m-%d")
+    status = main(["models", "promote", good, *common, "--now", later, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["evidence"].startswith("shadow scores: 3,000 leads scored by both"), doc
+    assert status == 0 and doc["decision"] == "promote" and registry.active_version() == good

@@ -14,6 +14,7 @@ from conftest import make_flat_leads
 from sklearn.metrics import roc_auc_score
 
 from leadscore.artifacts.bundle import save_bundle
+from leadscore.artifacts.paths import LOG_TABLE
 from leadscore.artifacts.registry import Registry
 from leadscore.cli.main import main
 from leadscore.data.schema import prepare_features
@@ -43,7 +44,7 @@ def setup(tmp_path_factory):
     prob = model.model.predict_proba(prepare_features(new, model.schema))[:, 1]
     truth = (np.random.default_rng(5).random(len(new)) < prob).astype(bool)
     db = f"sqlite:///{root / 'store.db'}"
-    engine, log, outcomes = open_database(db, "predictions", "outcomes")
+    engine, log, outcomes = open_database(db, LOG_TABLE, "outcomes")
     scored_at = [START + timedelta(days=7 * int(w), hours=i % 100) for i, w in enumerate(week)]
     inputs = new.drop(columns=["lead_id"]).to_dict("records")
     with engine.begin() as conn:
@@ -110,7 +111,7 @@ def test_monitor_drift_on_a_file_of_leads_and_clear_errors(setup, tmp_path, caps
 
 
 def test_monitor_performance_reads_a_batch_scores_file_the_same_way(setup, tmp_path, capsys):
-    engine, log, _ = open_database(setup["db"], "predictions", "outcomes")
+    engine, log, _ = open_database(setup["db"], LOG_TABLE, "outcomes")
     with engine.connect() as conn:
         logged = pd.read_sql(sa.select(log.c.lead_id, log.c.model_version, log.c.probability, log.c.score,
                                        log.c.tier, log.c.scored_at), conn)
@@ -149,14 +150,14 @@ def test_monitor_estimate_gives_intervals_for_open_weeks_and_a_backtest(setup, c
 
 
 def test_monitor_performance_reads_a_batch_scores_table_in_the_store(setup, tmp_path, capsys):
-    engine, log, _ = open_database(setup["db"], "predictions", "outcomes")
+    engine, log, _ = open_database(setup["db"], LOG_TABLE, "outcomes")
     with engine.connect() as conn:
         logged = pd.read_sql(sa.select(log.c.lead_id, log.c.model_version, log.c.probability, log.c.score,
                                        log.c.tier, log.c.scored_at), conn)
     db = f"sqlite:///{tmp_path / 'batch.db'}"
-    batch_engine, _, outcomes = open_database(db, "predictions", "outcomes")
+    batch_engine, _, outcomes = open_database(db, LOG_TABLE, "outcomes")
     logged.to_sql("lead_scores", batch_engine, index=False)
-    known = OutcomeStore(engine, open_database(setup["db"], "predictions", "outcomes")[2]).frame()
+    known = OutcomeStore(engine, open_database(setup["db"], LOG_TABLE, "outcomes")[2]).frame()
     OutcomeStore(batch_engine, outcomes).record_many(
         known.astype(object).where(known.notna(), None).to_dict("records"))
     common = ["--registry", str(setup["registry"]), "--by", "week", "--window-days", "90",
@@ -193,7 +194,7 @@ def test_monitor_replay_logs_each_lead_once_at_its_snapshot(setup, tmp_path, cap
     expected = kept[kept["snapshot_at"] < pd.Timestamp(end, tz="UTC")]
     assert len(expected) == len(snapshots[snapshots["snapshot_at"] < pd.Timestamp(end, tz="UTC")]) - 5
     assert doc["scored"] == len(expected)
-    engine, log, outcomes = open_database(db, "predictions", "outcomes")
+    engine, log, outcomes = open_database(db, LOG_TABLE, "outcomes")
     with engine.connect() as conn:
         stored = pd.read_sql(sa.select(log.c.lead_id, log.c.scored_at, log.c.request_id), conn)
     assert len(stored) == len(expected) and stored["lead_id"].is_unique
@@ -224,7 +225,7 @@ def test_monitor_check_stores_exports_and_posts_the_alert(setup, tmp_path, capsy
         budget = next(s for s in doc["states"] if s["subject"] == "budget")
         assert (budget["check"], budget["period"], budget["state"]) == ("drift", "2025-03-24", "alert")
         assert "`budget`" in receiver.bodies[-1]["text"]
-        engine, _, _ = open_database(setup["db"], "predictions", "outcomes")
+        engine, _, _ = open_database(setup["db"], LOG_TABLE, "outcomes")
         stored, _ = load_states(engine)
         assert {"budget", "score"} <= {s.subject for s in stored if s.state == "alert"}
         # the latest week with labels (2025-03-10) is judged against the held-out ROC-AUC

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from leadscore.artifacts.paths import LOG_TABLE
 from leadscore.cli.main import main
 from leadscore.monitoring.outcomes import OutcomeStore, parse_outcomes
 from leadscore.monitoring.predlog import open_database
@@ -70,7 +71,7 @@ def test_cli_import_from_a_file_and_from_a_query(tmp_path, capsys):
     pd.DataFrame({"id": ["L9"], "won": [1], "closed": ["2025-06-01"]}).to_sql("deals", source, index=False)
     assert main(["outcomes", "import", "--source", f"sqlite:///{tmp_path / 'crm.db'}", "--db", db,
                  "--query", "SELECT id AS lead_id, won AS converted, closed AS converted_at FROM deals"]) == 0
-    engine, _, table = open_database(db, "predictions", "outcomes")
+    engine, _, table = open_database(db, LOG_TABLE, "outcomes")
     assert set(OutcomeStore(engine, table).frame()["lead_id"]) == {"L1", "L2", "L3", "L9"}
 
 

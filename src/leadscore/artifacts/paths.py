@@ -29,6 +29,8 @@ SELECTION_DIR = "selection"
 
 # the scoring service: prediction log next to the registry folder
 PREDICTION_LOG_FILE = "predictions.db"
+LOG_TABLE = "prediction_log"   # the store's prediction log table: `serve` writes it, every command reads it
+OUTCOMES_TABLE = "outcomes"      # the store's outcomes table
 
 
 def default_store_url(registry: str | Path) -> str:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leadscore.artifacts.paths import LOG_TABLE
 from leadscore.cli.common import add_command, add_params_option, load_params_or_defaults
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def _open(args: argparse.Namespace) -> tuple[ExperimentStore, sa.Table]:
     from leadscore.experiments.store import ExperimentStore
     from leadscore.monitoring.predlog import open_database
 
-    engine, _, outcomes = open_database(_store_url(args), getattr(args, "log_table", "predictions"),
+    engine, _, outcomes = open_database(_store_url(args), getattr(args, "log_table", LOG_TABLE),
                                         getattr(args, "outcomes_table", "outcomes"))
     return ExperimentStore(engine), outcomes
 
@@ -258,7 +259,7 @@ def add_experiments_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--revenue", metavar="FILE", help="a table of lead_id and revenue (won deals)")
     p.add_argument("--revenue-column", default="revenue", metavar="COL",
                    help="the revenue column of --revenue (default: %(default)s)")
-    p.add_argument("--log-table", default="predictions", metavar="NAME", help=argparse.SUPPRESS)
+    p.add_argument("--log-table", default=LOG_TABLE, metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--outcomes-table", default="outcomes", metavar="NAME", help="outcomes table")
     add_params_option(p)
     _store_options(p)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from leadscore.artifacts.paths import LOG_TABLE
 from leadscore.cli.common import load_params_or_defaults
 
 Adder = Callable[..., argparse.ArgumentParser]
@@ -115,7 +116,7 @@ def add_lifecycle_commands(sub: argparse._SubParsersAction, add: Adder) -> None:
                    help="--data rows after both training windows by this column (default: %(default)s)")
     p.add_argument("--db", metavar="URL",
                    help="the store with the shadow scores (default: beside the registry)")
-    p.add_argument("--log-table", default="predictions", metavar="NAME", help=argparse.SUPPRESS)
+    p.add_argument("--log-table", default=LOG_TABLE, metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--outcomes-table", default="outcomes", metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--now", metavar="DATE", help="labels matured as of DATE (default: now)")
     p.add_argument("--window-days", type=float, metavar="N", help="label window (default: params.yaml)")

@@ -6,10 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
 from leadscore.cli.common import add_command, add_params_option, load_params_arg
 from leadscore.core.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from leadscore.lifecycle.shadow import BatchShadow
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -29,6 +33,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
         incremental=args.incremental, refresh_all=args.refresh_all, on_bad_row=args.on_bad_row,
         progress=not args.quiet, experiment=args.experiment)
     source: Source
+    shadow = None
     if args.engine == "dask" and args.experiment:
         raise ConfigError("--experiment works with --engine pandas (each chunk's exposures are recorded "
                           "before its scores are written)")
@@ -43,10 +48,18 @@ def _cmd_score(args: argparse.Namespace) -> None:
             source = open_source(args.input, query=args.query, order_by=scorer.schema.id_column)
         else:
             raise ConfigError("give --input FILE|URL or --crm DIR")
-        extend = _experiment_arms(args, scorer) if args.experiment else None
-        summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options, extend=extend)
+        hooks = [_experiment_arms(args, scorer)] if args.experiment else []
+        shadow = None if args.no_shadow or args.model else _shadow_hook(args, scorer)
+        hooks += [shadow] if shadow is not None else []
+        summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options,
+                            extend=_chain(hooks))
     print(f"scored {summary.rows_scored:,} of {summary.rows_in:,} leads with model {scorer.version} -> "
           f"{safe_url(args.output)} in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} leads/s)")
+    if shadow is not None:
+        print(f"  challenger {shadow.challenger.version} scored the same {shadow.logged['challenger']:,} "
+              f"leads (shadow): both versions' scores are in the prediction log of "
+              f"{safe_url(str(shadow.engine.url))}, not in the output; `leadscore models promote` compares "
+              "them once labels mature")
     notes = {"filtered out": summary.rows_filtered, "already scored": summary.rows_already_scored,
              "chunk(s) resumed from an earlier run": summary.chunks_resumed}
     if any(notes.values()):
@@ -55,6 +68,37 @@ def _cmd_score(args: argparse.Namespace) -> None:
         first = summary.errors[0]
         print(f"  {summary.rows_bad:,} bad row(s) skipped, e.g. lead {first['lead_id']}: {first['reason']} "
               "(all in the run record)", file=sys.stderr)
+
+
+def _chain(hooks: list[Callable[[Any, Any], Any]]) -> Callable[[Any, Any], Any] | None:
+    """One ``extend`` hook running ``hooks`` in turn (None when there are none)."""
+    if not hooks:
+        return None
+
+    def extend(rows: Any, scores: Any) -> Any:
+        for hook in hooks:
+            scores = hook(rows, scores)
+        return scores
+
+    return extend
+
+
+def _shadow_hook(args: argparse.Namespace, scorer: Any) -> BatchShadow | None:
+    """Shadow scoring with the registry's challenger when the run scores with the active version (as the
+    API does): None without a challenger."""
+    from leadscore.artifacts.paths import default_store_url
+    from leadscore.artifacts.registry import Registry
+    from leadscore.lifecycle.shadow import BatchShadow
+    from leadscore.monitoring.predlog import open_database
+    from leadscore.scoring.scorer import Scorer
+
+    registry = Registry(args.registry or Registry.default_root())
+    challenger = registry.challenger_version()
+    if challenger is None or challenger == scorer.version:
+        return None
+    url = args.db or default_store_url(registry.root)
+    engine, table, _ = open_database(url, LOG_TABLE, OUTCOMES_TABLE)
+    return BatchShadow(Scorer(registry.load(challenger), challenger, allow_missing=True), engine, table)
 
 
 def _experiment_arms(args: argparse.Namespace, scorer: Any) -> Callable[[Any, Any], Any]:
@@ -147,8 +191,13 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
                         "before its chunk is written) and file outputs gain experiment, arm, arm_score, "
                         "arm_probability and arm_tier columns (rank by arm_score)")
     p.add_argument("--db", metavar="URL",
-                   help="with --experiment: the store holding it (default: predictions.db beside the "
-                        "registry)")
+                   help="the store: with --experiment, the one holding it; with a challenger in the "
+                        "registry, where both versions' scores are logged (default: predictions.db beside "
+                        "the registry)")
+    p.add_argument("--no-shadow", action="store_true",
+                   help="do not score with the registry's challenger (by default a run with the active "
+                        "version also scores every lead with the challenger and logs both, as the API "
+                        "does; the output holds the active version's scores only)")
     p.add_argument("--chunk-size", type=int, default=50_000, help="leads per chunk/commit (default: 50000)")
     p.add_argument("--engine", choices=["pandas", "dask"], default="pandas",
                    help="dask: score partitioned Parquet on a Dask cluster (default: %(default)s)")

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from leadscore.artifacts.paths import LOG_TABLE
+
 ENV_KEYS = "LEADSCORE_API_KEYS"
 DESCRIPTION = """\
 Serve the registry's active model over HTTP (OpenAPI docs at /docs): POST /v1/score and
@@ -99,7 +101,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--log-db", metavar="URL",
                    help="prediction log database: SQLAlchemy URL or SQLite path "
                         "(default: predictions.db next to the registry folder)")
-    p.add_argument("--log-table", default="prediction_log", metavar="NAME",
+    p.add_argument("--log-table", default=LOG_TABLE, metavar="NAME",
                    help="prediction log table, optionally schema.table (default: %(default)s; outcomes go "
                         "to the table outcomes)")
     p.add_argument("--journal", metavar="DIR",

@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leadscore.artifacts.paths import LOG_TABLE
+
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
@@ -58,7 +60,8 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="URL", help=STORE_HELP)
     p.add_argument("--registry", metavar="PATH",
                    help="model registry (default: $LEADSCORE_REGISTRY or registry)")
-    p.add_argument("--log-table", default="predictions", metavar="NAME", help="prediction log table")
+    p.add_argument("--log-table", default=LOG_TABLE, metavar="NAME",
+                   help="prediction log table (default: %(default)s, where `serve` writes)")
     p.add_argument("--outcomes-table", default="outcomes", metavar="NAME", help="outcomes table")
     p.add_argument("--model", metavar="DIR",
                    help="model folder to judge the scores by, instead of their registry versions")

@@ -17,6 +17,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
 from leadscore.core.config import Params
 from leadscore.experiments.arms import rules_points
 from leadscore.experiments.simulation import CAPACITY_SHARE, build_world, simulate_experiment
@@ -60,7 +61,7 @@ def simulate_into_store(url: str, name: str, scorer: Scorer, params: Params, *, 
     world = build_world(n_leads, seed, params)
     probability = scorer.score_frame(world.rows, reasons=0)["probability"].to_numpy(float)
     points = rules_points(params.rules, world.rows)
-    engine, _, outcomes_table = open_database(url, "predictions", "outcomes")
+    engine, _, outcomes_table = open_database(url, LOG_TABLE, OUTCOMES_TABLE)
     try:
         store = ExperimentStore(engine)
         assigned = pd.to_datetime(world.rows["snapshot_at"], utc=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
 from leadscore.core.config import ExperimentParams
 from leadscore.core.exceptions import DataValidationError
 from leadscore.experiments.analysis import ExperimentAnalysis, analyse
@@ -91,7 +92,7 @@ def experiment_results(experiment: Experiment, exposures: pd.DataFrame, outcomes
 
 
 def results_from_store(url: str, name: str, settings: ExperimentParams, *, now: datetime | pd.Timestamp,
-                       outcomes_table: str = "outcomes", log_table: str = "predictions",
+                       outcomes_table: str = OUTCOMES_TABLE, log_table: str = LOG_TABLE,
                        revenue: pd.DataFrame | None = None) -> ExperimentResults:
     """:func:`experiment_results` of experiment ``name`` in the store at ``url`` (its exposures and the
     store's outcomes table).

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
 from leadscore.core.config import MonitoringParams
 from leadscore.core.exceptions import DataValidationError, ModelNotFoundError
 from leadscore.data.schema import prepare_features
@@ -135,7 +136,7 @@ class StoreView:
 
 def load_store(url: str, *, model_dir: str | None = None, registry_dir: str = "registry",
                since: str | None = None, now: str | None = None, default_window_days: float = 90.0,
-               log_table: str = "predictions", outcomes_table: str = "outcomes") -> StoreView:
+               log_table: str = LOG_TABLE, outcomes_table: str = OUTCOMES_TABLE) -> StoreView:
     """Read the store at ``url`` for a monitoring report: scores since ``since``, as of ``now`` (default:
     the newest score); models from ``model_dir`` or else each score's version in ``registry_dir``.
 

@@ -131,11 +131,11 @@ def _prepare_evaluation(request: ReportRequest) -> dict[str, Any]:
 
 
 def _prepare_monitoring(request: ReportRequest) -> dict[str, Any]:
-    from leadscore.artifacts.paths import default_store_url
+    from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE, default_store_url
     from leadscore.monitoring.predlog import count_logged, open_database
 
     db = request.db or default_store_url(request.registry)
-    engine, log_table, _ = open_database(db, "predictions", "outcomes")
+    engine, log_table, _ = open_database(db, LOG_TABLE, OUTCOMES_TABLE)
     try:
         logged = count_logged(engine, log_table, since=request.since)
     finally:
@@ -158,14 +158,14 @@ def _prepare_monitoring(request: ReportRequest) -> dict[str, Any]:
 
 
 def _prepare_experiment(request: ReportRequest) -> dict[str, Any]:
-    from leadscore.artifacts.paths import default_store_url
+    from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE, default_store_url
     from leadscore.experiments.store import ExperimentStore
     from leadscore.monitoring.predlog import open_database
 
     if not request.experiment:
         raise ConfigError("the experiment report needs --name EXPERIMENT (see `leadscore experiments list`)")
     db = request.db or default_store_url(request.registry)
-    engine, _, _ = open_database(db, "predictions", "outcomes")
+    engine, _, _ = open_database(db, LOG_TABLE, OUTCOMES_TABLE)
     try:  # before papermill: one line, no half-run notebook
         experiment = ExperimentStore(engine).get(request.experiment)
     finally:

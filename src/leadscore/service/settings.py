@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from leadscore.artifacts.paths import PREDICTION_LOG_FILE, default_store_url
+from leadscore.artifacts.paths import LOG_TABLE, PREDICTION_LOG_FILE, default_store_url
 from leadscore.core.exceptions import ConfigError
 
 ENV_SETTINGS = "LEADSCORE_SERVICE_SETTINGS"
@@ -68,7 +68,7 @@ class ServiceSettings:
     rate_limit: float = 50.0
     rate_burst: float | None = None
     log_url: str | None = None
-    log_table: str = "prediction_log"
+    log_table: str = LOG_TABLE
     outcomes_table: str = "outcomes"
     poll_interval: float = 0.5
     state_dir: Path | None = None
