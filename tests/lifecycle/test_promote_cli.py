@@ -155,3 +155,17 @@ def test_batch_scoring_shadow_scores_the_challenger_and_feeds_the_gate(tmp_path,
     doc = json.loads(capsys.readouterr().out)
     assert doc["evidence"].startswith("shadow scores: 3,000 leads scored by both"), doc
     assert status == 0 and doc["decision"] == "promote" and registry.active_version() == good
+
+
+def test_the_dask_engine_says_it_did_not_shadow_score(tmp_path, bundles, capsys):
+    """The dask engine logs no scores: with a challenger marked it says so instead of skipping silently."""
+    registry, weak, good = _registry(tmp_path, bundles)
+    registry.set_challenger(good)
+    make_flat_leads(200, seed=23).drop(columns="converted").to_parquet(tmp_path / "leads.parquet")
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["score", "--engine", "dask", "--input", str(tmp_path / "leads.parquet"), "--output",
+                 str(tmp_path / "out"), "--registry", str(registry.root), "--db", db, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"challenger {good} was not shadow-scored" in err and "--engine pandas" in err
+    engine, log, _ = open_database(db, LOG_TABLE, "outcomes")
+    assert read_log(engine, log).empty

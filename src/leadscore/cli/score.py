@@ -41,6 +41,11 @@ def _cmd_score(args: argparse.Namespace) -> None:
         from leadscore.scoring.dask_engine import score_parquet_dask
 
         summary = score_parquet_dask(scorer, args.input, args.output, options, scheduler=args.scheduler)
+        challenger = None if args.no_shadow or args.model else _challenger(args)
+        if challenger is not None and challenger != scorer.version:
+            print(f"  note: challenger {challenger} was not shadow-scored (the dask engine does not log "
+                  "scores); run with --engine pandas to log both versions for `models promote`",
+                  file=sys.stderr)
     else:
         if args.crm:
             source = crm_source(args.crm, load_params_arg(args), as_of=args.as_of)
@@ -83,6 +88,13 @@ def _chain(hooks: list[Callable[[Any, Any], Any]]) -> Callable[[Any, Any], Any] 
     return extend
 
 
+def _challenger(args: argparse.Namespace) -> str | None:
+    """The registry's challenger version, if one is marked."""
+    from leadscore.artifacts.registry import Registry
+
+    return Registry(args.registry or Registry.default_root()).challenger_version()
+
+
 def _shadow_hook(args: argparse.Namespace, scorer: Any) -> BatchShadow | None:
     """Shadow scoring with the registry's challenger when the run scores with the active version (as the
     API does): None without a challenger."""
@@ -93,7 +105,7 @@ def _shadow_hook(args: argparse.Namespace, scorer: Any) -> BatchShadow | None:
     from leadscore.scoring.scorer import Scorer
 
     registry = Registry(args.registry or Registry.default_root())
-    challenger = registry.challenger_version()
+    challenger = _challenger(args)
     if challenger is None or challenger == scorer.version:
         return None
     url = args.db or default_store_url(registry.root)
