@@ -20,11 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from browser_support import browser_context
 from conftest import PG_URL, make_flat_leads
 from service_support import ADMIN_KEY, LEAD, SCORER_KEY, fit_bundles, make_registry, to_payload, write_keys
 
+from leadscore.artifacts.paths import default_store_url
 from leadscore.artifacts.registry import Registry
+from leadscore.monitoring.alerts import CheckState
+from leadscore.monitoring.exposition import save_states
 from leadscore.monitoring.predlog import open_database, read_lead_scores, read_recent
 from leadscore.scoring.scorer import Scorer
 from leadscore.service.app import create_app
@@ -181,6 +185,91 @@ def test_log_reads_skip_shadow_rows(dialect: str, tmp_path: Path) -> None:
         engine.dispose()
 
 
+def _monday(at: datetime) -> str:
+    return (at - timedelta(days=at.weekday())).strftime("%Y-%m-%d")
+
+
+def test_performance_per_week_with_registry_events(client: TestClient,
+                                                   registry: tuple[Registry, str, str]) -> None:
+    _, v1, v2 = registry
+    svc = client.app.state.service  # type: ignore[attr-defined]
+    predlog, now = svc.predlog, datetime.now(UTC)
+    logged: list[tuple[str, str, datetime, dict[str, Any]]] = []
+    outcomes: dict[str, tuple[bool, datetime | None]] = {}
+    for week in (1, 2, 3):
+        at = now - timedelta(weeks=week, hours=1)
+        for i in range(4 + week):  # 5, 6 and 7 leads
+            lead = f"W{week}-{i}"
+            logged.append((lead, v1, at + timedelta(minutes=i), {}))
+            if i < week:  # 1, 2 and 3 converted within the window
+                outcomes[lead] = (True, at + timedelta(days=1))
+            elif i < 4:  # the rest of the first four lost; the others stay open
+                outcomes[lead] = (False, None)
+    logged += [("W1-0", "challenger", now - timedelta(weeks=1), {"shadow": True}),  # shadow: skipped
+               ("V2-0", v2, now - timedelta(weeks=1), {}),  # another version: skipped by default
+               ("OLD-0", v1, now - timedelta(weeks=30), {})]  # outside 26 weeks
+    with predlog.engine.begin() as conn:
+        conn.execute(predlog.table.insert(), [
+            {"request_id": "r", "lead_id": lead, "model_version": version, "probability": 0.1 + 0.05 * n,
+             "score": 10 + n, "tier": "B", "inputs": {}, "outputs": outputs, "scored_at": at}
+            for n, (lead, version, at, outputs) in enumerate(logged)])
+    for lead, (converted, at) in outcomes.items():
+        svc.outcomes.record(lead, converted, at)
+    key = {"X-API-Key": SCORER_KEY}
+    body = client.get("/v1/dashboard/performance", headers=key).json()
+    assert body["version"] == v1 and body["weeks"] == 26 and body["label_window_days"] == 90
+    counts: dict[str, list[int]] = {}  # by hand: leads, labelled, converted per Monday
+    for lead, _version, at, _outputs in logged[:-3]:
+        week_counts = counts.setdefault(_monday(at), [0, 0, 0])
+        week_counts[0] += 1
+        week_counts[1] += lead in outcomes
+        week_counts[2] += outcomes.get(lead, (False, None))[0]
+    expected = {week: (n, labelled, converted, converted / labelled)
+                for week, (n, labelled, converted) in counts.items()}
+    got = {w["week"]: (w["leads"], w["labelled"], w["converted"], w["conversion"]) for w in body["series"]}
+    assert got == expected and sorted(n for n, *_ in expected.values()) == [5, 6, 7]
+    assert {w["model_version"] for w in body["series"]} == {v1}
+    assert all(w["roc_auc"] is None and w["open"] == w["leads"] - 4 for w in body["series"])
+    assert body["matured_weeks"] == 3
+    assert any(e["event"] == "activate" and e["version"] == v1 for e in body["events"])
+    # kept 30 s: a new score does not change the answer; another range is computed afresh
+    with predlog.engine.begin() as conn:
+        conn.execute(predlog.table.insert().values(
+            request_id="r", lead_id="NEW", model_version=v1, probability=0.5, score=50, tier="B", inputs={},
+            outputs={}, scored_at=now - timedelta(days=1)))
+    assert client.get("/v1/dashboard/performance", headers=key).json() == body
+    both = client.get("/v1/dashboard/performance?weeks=26&all_versions=true", headers=key).json()
+    assert {w["model_version"] for w in both["series"]} == {v1, v2}
+    assert sum(w["leads"] for w in both["series"]) == len(logged) - 2 + 1  # no shadow, no old; NEW
+    assert client.get("/v1/dashboard/performance?weeks=105", headers=key).status_code == 422
+    assert client.get("/v1/dashboard/performance?weeks=0", headers=key).status_code == 422
+    assert client.get("/v1/dashboard/performance").status_code == 401
+
+
+def test_performance_without_scores_and_monitoring_states(client: TestClient) -> None:
+    key = {"X-API-Key": SCORER_KEY}
+    empty = client.get("/v1/dashboard/performance?weeks=4", headers=key).json()
+    assert empty["series"] == [] and empty["matured_weeks"] == 0
+    assert client.get("/v1/dashboard/monitoring").status_code == 401
+    none = client.get("/v1/dashboard/monitoring", headers=key).json()
+    assert none["checked_at"] is None and none["drift"] == [] and none["states"] == {}
+    states = [CheckState("drift", "v1", "budget", "2026-11-30", "alert", "PSI 0.31 >= 0.25", 0.31),
+              CheckState("drift", "v1", "industry", "2026-11-30", "ok", "PSI 0.02", 0.02),
+              CheckState("score_drift", "v1", "score", "2026-11-30", "warn", "score PSI 0.12", 0.12),
+              CheckState("performance", "v1", "roc_auc", "2026-11", "ok", "realized ROC-AUC 0.70", 0.7),
+              CheckState("estimated_performance", "v1", "roc_auc", "2026-11", "warn", "estimated", None)]
+    checked = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    save_states(client.app.state.service.predlog.engine, states, checked)  # type: ignore[attr-defined]
+    body = client.get("/v1/dashboard/monitoring", headers=key).json()
+    assert datetime.fromisoformat(body["checked_at"]) == checked
+    assert [(d["subject"], d["value"], d["state"]) for d in body["drift"]] == [
+        ("budget", 0.31, "alert"), ("industry", 0.02, "ok")]
+    assert [d["reason"] for d in body["score_drift"]] == ["score PSI 0.12"]
+    assert {(d["check"], d["state"], d["value"]) for d in body["performance"]} == {
+        ("performance", "ok", 0.7), ("estimated_performance", "warn", None)}
+    assert body["other"] == [] and body["states"] == {"alert": 1, "ok": 2, "warn": 2}
+
+
 # --- the page in a browser against a real server --------------------------------------------------------
 
 SERVE = ["-m", "leadscore.cli", "serve"]
@@ -283,8 +372,8 @@ def _sign_in(page: Any, url: str, key: str) -> None:
     page.wait_for_selector("body[data-ready='true']", timeout=20_000)
 
 
-PANELS = ("panel-model", "panel-importance", "panel-scores", "panel-versions", "panel-experiments",
-          "panel-lead")
+PANELS = ("panel-model", "panel-importance", "panel-scores", "panel-performance", "panel-monitoring",
+          "panel-versions", "panel-experiments", "panel-lead")
 
 
 def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path) -> None:
@@ -295,6 +384,18 @@ def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path)
     assert httpx.post(f"{url}/v1/model/activate/{v2}", headers=admin, timeout=30).status_code == 200
     _served_everywhere(url, v2)
     _score_some(url, schema, 8)
+    with httpx.Client(base_url=url, headers={"X-API-Key": SCORER_KEY}, timeout=30) as http:
+        for i, lead in enumerate(leads[:4]):  # labels that matured at once: two converted, two lost
+            outcome = {"lead_id": lead, "converted": i < 2,
+                       "converted_at": datetime.now(UTC).isoformat() if i < 2 else None}
+            assert http.post("/v1/outcomes", json=outcome).status_code == 200
+    store = sa.create_engine(default_store_url(tmp_path / "registry"))
+    save_states(store, [CheckState("drift", v2, "budget", "2026-11-30", "alert", "PSI 0.31 >= 0.25", 0.31),
+                        CheckState("drift", v2, "industry", "2026-11-30", "warn", "PSI 0.15", 0.15),
+                        CheckState("drift", v2, "source", "2026-11-30", "ok", "PSI 0.01", 0.01),
+                        CheckState("score_drift", v2, "score", "2026-11-30", "ok", "score PSI 0.03", 0.03)],
+                datetime.now(UTC))
+    store.dispose()
     _run_experiment(url, schema, v1, v2)
     time.sleep(2.5)  # the experiment's conversion window closes
     errors: list[str] = []
@@ -320,6 +421,12 @@ def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path)
             assert shapes > 0, f"{panel}: empty chart"
         assert page.locator("#importance rect").count() > 0 and page.locator("#radar polygon").count() == 5
         assert page.locator("#experiments circle").count() == 2
+        assert page.locator("#performance circle").count() > 0  # v2's week has matured labels
+        assert page.locator("#performance-legend li").count() == 3
+        assert page.locator("#performance line.marker").count() > 0  # v2's activation
+        assert page.locator("#drift rect").count() == 3
+        assert page.locator("#drift rect.state-alert").count() == 1
+        assert "PSI 0.31 >= 0.25" in page.locator("#monitoring-reasons").inner_text()
         assert page.get_by_text("Recommendation:").count() == 1
         assert errors == [], errors
         page.screenshot(path=str(tmp_path / "dashboard-1280.png"), full_page=True)

@@ -394,3 +394,18 @@ def read_lead_scores(engine: sa.Engine, table: sa.Table, lead_id: str, *, limit:
              .order_by(table.c.scored_at.desc(), table.c.id.desc()).limit(limit))
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def read_served(engine: sa.Engine, table: sa.Table, *, since: datetime, version: str | None,
+                limit: int) -> pd.DataFrame:
+    """lead_id, model_version, probability and scored_at of at most ``limit`` served (not shadow) scores
+    at or after ``since`` (of one version when given), newest first."""
+    query = (sa.select(table.c.lead_id, table.c.model_version, table.c.probability, table.c.scored_at)
+             .where(table.c.scored_at >= since, _not_shadow(table))
+             .order_by(table.c.scored_at.desc()).limit(limit))
+    if version is not None:
+        query = query.where(table.c.model_version == version)
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
+    return frame

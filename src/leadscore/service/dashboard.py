@@ -15,16 +15,25 @@ from datetime import UTC, datetime
 from importlib import resources
 from urllib.parse import parse_qs
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
+from leadscore.monitoring.exposition import load_states
 from leadscore.service import dashboard_data
 from leadscore.service.auth import ApiKey, SlowHashThrottled
 from leadscore.service.errors import request_id
 from leadscore.service.ratelimit import retry_after
 from leadscore.service.routes import SESSION_COOKIE, _errors, scorer_key, served_model, service
-from leadscore.service.schemas import DashboardModel, LeadHistory, ScoreSummary, WhoAmI
+from leadscore.service.schemas import (
+    DashboardModel,
+    LeadHistory,
+    MonitoringSummary,
+    PerformanceOverTime,
+    ScoreSummary,
+    WhoAmI,
+)
 
 log = logging.getLogger("leadscore.service")
 router = APIRouter()
@@ -35,6 +44,8 @@ POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 
 HEADERS = {"Content-Security-Policy": POLICY, "Cache-Control": "no-store",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 days_query = Query(30, ge=1, le=365, description="look back this many days")
+weeks_query = Query(26, ge=1, le=104, description="look back this many weeks")
+all_query = Query(False, description="every version's weeks, not only the served version's")
 
 
 def _static(name: str) -> str:
@@ -144,3 +155,45 @@ def lead_scores(request: Request, lead_id: str = Path(min_length=1, max_length=2
     if found is None:
         raise HTTPException(404, f"no scores logged for lead {lead_id!r}")
     return found
+
+
+@router.get("/v1/dashboard/performance", response_model=PerformanceOverTime, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def performance_panel(request: Request, weeks: int = weeks_query, all_versions: bool = all_query,
+                      key: ApiKey = scorer_key) -> PerformanceOverTime:
+    """Per week of scoring over the last `weeks` weeks: leads scored by the served version (every version
+    with `all_versions`), those whose label matured (the model's label window), their realized conversion
+    and ROC-AUC (when enough are labelled), with the registry's activations, rollbacks, gate decisions and
+    retrain cycles of that range. Kept 30 s per version and range."""
+    svc = service(request)
+    served = served_model(svc)
+    predlog = svc.predlog
+    window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
+
+    def compute() -> PerformanceOverTime:
+        return dashboard_data.performance_over_time(
+            predlog.engine, predlog.table, svc.outcomes.frame(), svc.registry.events(),
+            version=served.version, weeks=weeks, window_days=window, now=datetime.now(UTC),
+            all_versions=all_versions)
+
+    cache_key = (str(predlog.engine.url), predlog.table.name, str(svc.registry.root), served.version,
+                 weeks, all_versions)
+    try:
+        found: PerformanceOverTime = dashboard_data.PERFORMANCE_CACHE.get(cache_key, compute)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("cannot read the prediction log: %s", str(getattr(exc, "orig", exc)).strip())
+        raise HTTPException(503, "the prediction log cannot be read") from None
+    return found
+
+
+@router.get("/v1/dashboard/monitoring", response_model=MonitoringSummary, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def monitoring_panel(request: Request, key: ApiKey = scorer_key) -> MonitoringSummary:
+    """The states `leadscore monitor check` last saved in the store, grouped: PSI and state per feature,
+    score drift, realized and estimated performance, and when they were checked (None before any)."""
+    try:
+        states, checked_at = load_states(service(request).predlog.engine)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("cannot read the monitoring states: %s", str(getattr(exc, "orig", exc)).strip())
+        raise HTTPException(503, "the monitoring states cannot be read") from None
+    return dashboard_data.monitoring_summary(states, checked_at)

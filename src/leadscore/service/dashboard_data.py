@@ -7,20 +7,31 @@ Each function is thin: it shapes what :mod:`leadscore.modeling.importance` and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.modeling.importance import feature_importance
-from leadscore.monitoring.predlog import read_lead_scores, read_recent
+from leadscore.monitoring.alerts import CheckState
+from leadscore.monitoring.labels import label_scores
+from leadscore.monitoring.performance import realized_performance
+from leadscore.monitoring.predlog import read_lead_scores, read_recent, read_served
 from leadscore.service.holder import ServedModel
 from leadscore.service.schemas import (
     DashboardModel,
+    EventMarker,
     Importance,
     LeadHistory,
     LeadScoreEntry,
+    MonitorEntry,
+    MonitoringSummary,
+    PerformanceOverTime,
+    PerformanceWeek,
     ScoreBin,
     ScoreSummary,
 )
@@ -30,6 +41,12 @@ TOP_FEATURES = 10
 SCORE_BINS = 10          # bins of 10 points over the 0-100 score
 MAX_RECENT = 50_000      # newest scores summarised at most, whatever the window
 MAX_HISTORY = 50         # scores of one lead returned at most
+MAX_PERFORMANCE = 200_000  # newest scores judged at most by the performance panel
+MIN_LABELLED = 30        # matured leads (of both outcomes) a week needs for a realized ROC-AUC
+DEFAULT_LABEL_WINDOW = 90.0
+N_BOOT = 50              # bootstrap resamples of the realized ROC-AUC interval (not shown: kept cheap)
+CACHE_SECONDS = 30.0
+MARKED_EVENTS = ("activate", "rollback", "gate", "retrain", "challenger")
 
 
 def _number(value: Any) -> float | None:
@@ -108,3 +125,112 @@ def lead_history(engine: sa.Engine, table: sa.Table, lead_id: str) -> LeadHistor
                               reasons=r["outputs"].get("reasons") if isinstance(r["outputs"], dict) else None)
                for r in rows]
     return LeadHistory(lead_id=lead_id, latest=entries[0], history=entries)
+
+
+def label_window_days(meta: Mapping[str, Any]) -> float:
+    """The model's label window (``snapshot.label_window_days`` of its metadata, else 90 days)."""
+    window = _number((meta.get("snapshot") or {}).get("label_window_days"))
+    return window if window is not None and window > 0 else DEFAULT_LABEL_WINDOW
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _detail(event: Mapping[str, Any]) -> str | None:
+    parts = [f"{k} {event[k]}" for k in ("decision", "action", "previous", "champion") if event.get(k)]
+    return ", ".join(parts) or None
+
+
+def event_markers(events: Iterable[Mapping[str, Any]], since: datetime) -> list[EventMarker]:
+    """The registry's activations, rollbacks, gate decisions, challengers and retrain cycles at or after
+    ``since``, oldest first."""
+    markers = []
+    for event in events:
+        at = _when(event.get("at"))
+        if at is None or at < since or event.get("event") not in MARKED_EVENTS:
+            continue
+        version = event.get("version") or event.get("challenger")
+        markers.append(EventMarker(at=at, event=str(event["event"]), detail=_detail(event),
+                                   version=None if version is None else str(version)))
+    return markers
+
+
+def _optional(value: Any) -> float | None:
+    number = _number(value)
+    return None if number is None else round(number, 6)
+
+
+def performance_over_time(engine: sa.Engine, table: sa.Table, outcomes: pd.DataFrame,
+                          events: Iterable[Mapping[str, Any]], *, version: str, weeks: int,
+                          window_days: float, now: datetime,
+                          all_versions: bool = False) -> PerformanceOverTime:
+    """Per week of scoring: leads scored, matured labels, realized conversion and ROC-AUC of ``version``
+    (every version with ``all_versions``), from the newest scores of the last ``weeks`` weeks."""
+    since = now - timedelta(weeks=weeks)
+    frame = read_served(engine, table, since=since, version=None if all_versions else version,
+                        limit=MAX_PERFORMANCE + 1)
+    truncated = len(frame) > MAX_PERFORMANCE
+    frame = frame.head(MAX_PERFORMANCE)
+    series: list[PerformanceWeek] = []
+    if len(frame):
+        known = outcomes[outcomes["lead_id"].astype(str).isin(set(frame["lead_id"].astype(str)))]
+        labelled = label_scores(frame, known, window_days=window_days, now=pd.Timestamp(now))
+        table_ = realized_performance(labelled, by="week", min_labelled=MIN_LABELLED, n_boot=N_BOOT)
+        for row in table_.to_dict("records"):
+            series.append(PerformanceWeek(
+                week=str(row["period"]), model_version=str(row["model_version"]), leads=int(row["leads"]),
+                labelled=int(row["labelled"]), open=int(row["open"]), converted=int(row["converted"]),
+                conversion=_optional(row.get("conversion_rate")), roc_auc=_optional(row.get("roc_auc")),
+                note=str(row.get("note") or "")))
+    return PerformanceOverTime(
+        version=version, weeks=weeks, since=since, label_window_days=window_days, min_labelled=MIN_LABELLED,
+        truncated=truncated, limit=MAX_PERFORMANCE, matured_weeks=sum(1 for w in series if w.labelled),
+        series=series, events=event_markers(events, since))
+
+
+class TimedCache:
+    """Answers kept ``ttl`` seconds per key (one per worker process), so a refreshing page does not
+    recompute them."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS, size: int = 64) -> None:
+        self.ttl, self.size = ttl, size
+        self._lock = threading.Lock()
+        self._kept: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None and now - found[0] < self.ttl:
+                return found[1]
+        value = compute()
+        with self._lock:
+            if len(self._kept) >= self.size:
+                self._kept = {k: v for k, v in self._kept.items() if now - v[0] < self.ttl}
+                if len(self._kept) >= self.size:
+                    self._kept.clear()
+            self._kept[key] = (time.monotonic(), value)
+        return value
+
+
+PERFORMANCE_CACHE = TimedCache()
+GROUPS = {"drift": "drift", "score_drift": "score_drift", "performance": "performance",
+          "estimated_performance": "performance"}
+
+
+def monitoring_summary(states: list[CheckState], checked_at: datetime | None) -> MonitoringSummary:
+    """The saved alert states grouped for the page (each group worst first, then by subject)."""
+    groups: dict[str, list[MonitorEntry]] = {"drift": [], "score_drift": [], "performance": [], "other": []}
+    order = {"alert": 0, "warn": 1, "ok": 2}
+    for state in sorted(states, key=lambda s: (order.get(s.state, 3), s.check, s.model_version, s.subject)):
+        value = _number(state.value)
+        groups[GROUPS.get(state.check, "other")].append(MonitorEntry(**{**state.as_dict(), "value": value}))
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state.state] = counts.get(state.state, 0) + 1
+    return MonitoringSummary(checked_at=checked_at, states=counts, **groups)

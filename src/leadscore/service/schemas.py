@@ -397,3 +397,63 @@ class LeadHistory(BaseModel):
     lead_id: str
     latest: LeadScoreEntry
     history: list[LeadScoreEntry]
+
+
+class PerformanceWeek(BaseModel):
+    """One week (Monday first) of one version's served scores: leads first scored that week, those whose
+    label matured, the realized conversion among them and the realized ROC-AUC (None while too few)."""
+
+    week: str
+    model_version: str
+    leads: int
+    labelled: int
+    open: int
+    converted: int
+    conversion: float | None = None
+    roc_auc: float | None = None
+    note: str = ""
+
+
+class EventMarker(BaseModel):
+    at: datetime
+    event: str
+    version: str | None = None
+    detail: str | None = None
+
+
+class PerformanceOverTime(BaseModel):
+    """Realized performance per week of scoring over the last ``weeks`` weeks, with the registry's events
+    of that range (activations, rollbacks, gate decisions, retrain cycles)."""
+
+    version: str
+    weeks: int
+    since: datetime
+    label_window_days: float
+    min_labelled: int
+    truncated: bool
+    limit: int
+    matured_weeks: int
+    series: list[PerformanceWeek]
+    events: list[EventMarker]
+
+
+class MonitorEntry(BaseModel):
+    check: str
+    model_version: str
+    subject: str
+    period: str
+    state: str
+    reason: str
+    value: float | None = None
+
+
+class MonitoringSummary(BaseModel):
+    """The states ``leadscore monitor check`` last saved, grouped: PSI per feature, score drift, realized and
+    estimated performance, the rest; ``checked_at`` None before the first check."""
+
+    checked_at: datetime | None = None
+    drift: list[MonitorEntry]
+    score_drift: list[MonitorEntry]
+    performance: list[MonitorEntry]
+    other: list[MonitorEntry]
+    states: dict[str, int]

@@ -142,6 +142,60 @@ function line(svg, values, labels) {
   });
 }
 
+function timeline(svg, weeks, events) {
+  clear(svg);
+  const box = svg.viewBox.baseVal, left = 34, right = 12, top = 14, bottom = box.height - 34;
+  const times = weeks.map(w => Date.parse(`${w.week}T00:00:00Z`));
+  const start = Math.min(...times, ...events.map(e => Date.parse(e.at)));
+  const end = Math.max(...times.map(t => t + 7 * 864e5), ...events.map(e => Date.parse(e.at)), start + 864e5);
+  const x = t => left + (box.width - left - right) * (t - start) / (end - start);
+  const y = v => bottom - (bottom - top) * Math.max(0, Math.min(1, v));
+  for (const v of [0, 0.5, 1]) {
+    svg.appendChild(shape("line", { x1: left, y1: y(v), x2: box.width - right, y2: y(v), class: "axis" }));
+    svg.appendChild(shape("text", { x: left - 4, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(1)));
+  }
+  const seen = new Set();
+  weeks.forEach((w, i) => {
+    if (seen.has(w.week)) return;
+    seen.add(w.week);
+    svg.appendChild(shape("text", { x: x(times[i] + 3.5 * 864e5), y: bottom + 14, "text-anchor": "middle" }, w.week.slice(5)));
+  });
+  for (const [key, cls] of [["roc_auc", "auc"], ["conversion", "conv"]]) {
+    const pts = weeks.map((w, i) => [w, x(times[i] + 3.5 * 864e5)]).filter(([w]) => w[key] !== null);
+    if (pts.length > 1) svg.appendChild(shape("polyline", { points: pts.map(([w, px]) => `${px},${y(w[key])}`).join(" "), class: cls }));
+    for (const [w, px] of pts) {
+      const dot = shape("circle", { cx: px, cy: y(w[key]), r: 3.5, class: `dot-${cls}` });
+      dot.appendChild(shape("title", {}, `week of ${w.week} (${w.model_version}): ${key === "roc_auc" ? "ROC-AUC" : "conversion"} ${fmt(w[key])}, ${w.labelled} of ${w.leads} labelled`));
+      svg.appendChild(dot);
+    }
+  }
+  let lastLabel = -Infinity, row = 0;
+  for (const e of events) {
+    const px = x(Date.parse(e.at));
+    const mark = shape("line", { x1: px, y1: top - 6, x2: px, y2: bottom, class: "marker" });
+    mark.appendChild(shape("title", {}, `${e.at}: ${e.event}${e.version ? ` ${e.version}` : ""}${e.detail ? ` (${e.detail})` : ""}`));
+    svg.appendChild(mark);
+    if (px - lastLabel < 40 && row === 1) continue;  // crowded: the line's tooltip names it
+    row = px - lastLabel < 40 ? 1 : 0;
+    lastLabel = px;
+    svg.appendChild(shape("text", { x: Math.min(px + 2, box.width - 40), y: bottom + 26 - row * 8, class: "marker-label" }, e.event));
+  }
+}
+
+function stateBars(svg, items) {
+  clear(svg);
+  const box = svg.viewBox.baseVal, left = 130, right = 60, row = Math.min(22, (box.height - 10) / items.length);
+  const max = Math.max(...items.map(d => d.value || 0), 0.25);
+  items.forEach((d, i) => {
+    const y = 5 + i * row, w = (box.width - left - right) * (d.value || 0) / max;
+    svg.appendChild(shape("text", { x: left - 6, y: y + row * 0.65, "text-anchor": "end" }, d.label.slice(0, 20)));
+    const bar = shape("rect", { x: left, y: y + 2, width: Math.max(w, 1), height: row - 4, class: `state-${d.state}` });
+    bar.appendChild(shape("title", {}, `${d.label}: PSI ${fmt(d.value)} (${d.state}) - ${d.reason}`));
+    svg.appendChild(bar);
+    svg.appendChild(shape("text", { x: left + w + 4, y: y + row * 0.65 }, `${fmt(d.value, 2)} ${d.state}`));
+  });
+}
+
 /* --- panels -------------------------------------------------------------------------------------- */
 
 const RADAR_LABELS = { precision: "Precision", recall: "Recall", f1: "F1", roc_auc: "ROC-AUC", accuracy: "Accuracy" };
@@ -169,6 +223,47 @@ async function loadScores() {
   vbars($("histogram"), s.bins.map(b => ({ label: `${b.low}`, value: b.count })));
   hbars($("tiers"), Object.entries(s.tiers).map(([t, c]) => ({ label: t, value: c, text: String(c) })), { empty: "No leads scored" });
   note("scores-note", `${s.count} lead score(s) in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit} shown)` : ""}.`);
+}
+
+const EVENT_NAMES = { activate: "activation", rollback: "rollback", gate: "gate decision", retrain: "retrain cycle", challenger: "challenger" };
+
+async function loadPerformance() {
+  const weeks = Math.max(1, Math.min(104, Number($("weeks").value) || 26));
+  const result = await api(`/v1/dashboard/performance?weeks=${weeks}`);
+  const legend = clear($("performance-legend"));
+  if (!result.ok) { note("performance-note", detail(result), true); message($("performance"), "Unavailable"); return; }
+  const p = result.body;
+  const matured = p.series.filter(w => w.labelled > 0);
+  if (!p.series.length) message($("performance"), `No leads scored by ${p.version} in the last ${p.weeks} week(s)`);
+  else if (!matured.length) message($("performance"), "No matured week yet");
+  else timeline($("performance"), p.series, p.events);
+  for (const [cls, text] of [["key-auc", "realized ROC-AUC"], ["key-conv", "realized conversion"], ["key-marker", "registry event"]]) {
+    legend.appendChild(node("li", { class: cls }, text));
+  }
+  const scored = p.series.reduce((n, w) => n + w.leads, 0), labelled = p.series.reduce((n, w) => n + w.labelled, 0);
+  const kinds = [...new Set(p.events.map(e => EVENT_NAMES[e.event] || e.event))];
+  const words = matured.length
+    ? `${scored} lead(s) scored by ${p.version}, ${labelled} with a matured label (${p.label_window_days}-day window); ROC-AUC needs ${p.min_labelled} labelled leads of both outcomes in a week.`
+    : `No matured week yet: none of the ${scored} lead(s) scored by ${p.version} in the last ${p.weeks} week(s) has a label (converted, lost, or ${p.label_window_days} days passed).`;
+  note("performance-note", `${words}${kinds.length ? ` Events: ${kinds.join(", ")}.` : ""}${p.truncated ? ` Newest ${p.limit} scores only.` : ""}`);
+}
+
+async function loadMonitoring() {
+  const reasons = clear($("monitoring-reasons"));
+  const result = await api("/v1/dashboard/monitoring");
+  if (!result.ok) { note("monitoring-note", detail(result), true); message($("drift"), "Unavailable"); return; }
+  const m = result.body;
+  if (!m.checked_at) { message($("drift"), "No monitoring check saved yet"); note("monitoring-note", "No monitoring check saved yet: run leadscore monitor check."); return; }
+  const versions = new Set(m.drift.map(d => d.model_version));
+  const drift = m.drift.slice().sort((a, b) => (b.value || 0) - (a.value || 0)).slice(0, 12);
+  if (drift.length) {
+    stateBars($("drift"), drift.map(d => ({ label: versions.size > 1 ? `${d.subject} (${d.model_version.slice(-6)})` : d.subject, value: d.value, state: d.state, reason: d.reason })));
+  } else message($("drift"), "No feature drift judged in the last check");
+  for (const s of [...m.score_drift, ...m.performance, ...m.other, ...m.drift.filter(d => d.state !== "ok")]) {
+    reasons.appendChild(node("li", { class: `state-${s.state}` }, `${s.state.toUpperCase()} ${s.check} ${s.subject} (${s.model_version}, ${s.period}): ${s.reason}`));
+  }
+  const counts = Object.entries(m.states).map(([k, v]) => `${v} ${k}`).join(", ");
+  note("monitoring-note", `Checked ${m.checked_at}: ${counts || "no states"}.`);
 }
 
 function adminOnly(button) {
@@ -286,8 +381,9 @@ async function start() {
   $("train").addEventListener("click", train);
   $("scores-form").addEventListener("submit", event => { event.preventDefault(); loadScores(); });
   $("lead-form").addEventListener("submit", lookUp);
+  $("performance-form").addEventListener("submit", event => { event.preventDefault(); loadPerformance(); });
   message($("lead-history"), "Enter a lead id to see its scores");
-  await Promise.all([loadModel(), loadScores(), loadVersions(), loadExperiments()]);
+  await Promise.all([loadModel(), loadScores(), loadPerformance(), loadMonitoring(), loadVersions(), loadExperiments()]);
   document.body.dataset.ready = "true";
 }
 
