@@ -3,17 +3,11 @@ page itself in Chromium against a real `leadscore serve --workers 2`."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from browser_support import browser_context
 from conftest import PG_URL, make_flat_leads
+from server_support import SERVE, Server, free_port, launch, wait_until_served
 from service_support import ADMIN_KEY, LEAD, SCORER_KEY, fit_bundles, make_registry, to_payload, write_keys
 
 from leadscore.artifacts.paths import default_store_url
@@ -272,59 +267,15 @@ def test_performance_without_scores_and_monitoring_states(client: TestClient) ->
 
 # --- the page in a browser against a real server --------------------------------------------------------
 
-SERVE = ["-m", "leadscore.cli", "serve"]
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def wait_ready(self, workers: int, timeout: float = 150.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited:\n{self.log.read_text(errors='replace')[-3000:]}")
-            if len(serving_pids(self.url, None)) >= workers:
-                return
-            time.sleep(0.2)
-        pytest.fail(f"server not ready:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
-def serving_pids(url: str, version: str | None) -> set[str]:
-    try:
-        text = httpx.get(f"{url}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return set()
-    label = re.escape(version) if version else r'[^"]+'
-    return set(re.findall(rf'leadscore_model_loaded\{{model_version="{label}",pid="(\d+)"\}} 1\.0', text))
-
-
 @pytest.fixture
 def server(tmp_path: Path, bundles: tuple[Path, Path]) -> Iterator[tuple[Server, str, str]]:
     reg, v1, v2 = make_registry(tmp_path / "registry", bundles)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2", "--registry", str(reg.root),
             "--keys", str(write_keys(tmp_path / "keys.yaml")), "--rate-limit", "0", "--poll-interval", "0.2"]
-    log = tmp_path / "serve.log"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"})
-    srv = Server(proc, f"http://127.0.0.1:{port}", log)
+    srv = launch(argv, tmp_path / "serve.log", 2, reg.root, port=port)
     try:
-        srv.wait_ready(2)
+        srv.wait_ready()
         yield srv, v1, v2
     finally:
         srv.stop()
@@ -356,10 +307,7 @@ def _run_experiment(url: str, schema: Any, control: str, treatment: str) -> None
 
 
 def _served_everywhere(url: str, version: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(serving_pids(url, version)) < 2:
-        assert time.monotonic() < deadline, f"not every worker serves {version}"
-        time.sleep(0.1)
+    wait_until_served(url, version, 2, timeout)
     for _ in range(8):  # whichever worker answers
         model = httpx.get(f"{url}/v1/model", headers={"X-API-Key": SCORER_KEY}, timeout=10).json()
         assert model["version"] == version

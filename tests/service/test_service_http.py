@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import PG_URL, make_flat_leads
+from server_support import SERVE, START_TIMEOUT, Server, free_port, launch, wait_until_served
 from service_support import (
     ADMIN_KEY,
     LEAD,
@@ -42,68 +43,6 @@ from leadscore.artifacts.registry import Registry
 from leadscore.data.schema import TableSchema
 from leadscore.scoring.scorer import Scorer
 from leadscore.service.settings import ENV_SETTINGS, ServiceSettings
-
-SERVE = ["-m", "leadscore.cli", "serve"]  # the console script, run by this interpreter
-START_TIMEOUT = 150.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A uvicorn server process (and its workers, in their own process group)."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-    workers: int
-    registry: Path
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        """Until every worker serves a model (each reports itself in /metrics)."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
-            try:
-                metrics = httpx.get(f"{self.url}/metrics", timeout=2).text
-            except httpx.HTTPError:
-                time.sleep(0.2)
-                continue
-            pids = set(re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"[^}]*\} 1\.0', metrics))
-            if len(pids) >= self.workers or (self.workers == 1 and "leadscore_model_loaded{" in metrics):
-                return
-            time.sleep(0.2)
-        pytest.fail(f"server not ready after {START_TIMEOUT:.0f} s:\n{self.text()[-3000:]}")
-
-    def stop(self) -> int | None:
-        """SIGTERM (graceful), then SIGKILL to the whole group if it hangs; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-def launch(argv: list[str], log: Path, workers: int, registry: Path, env: dict[str, str] | None = None,
-           port: int | None = None) -> Server:
-    handle = log.open("wb")
-    full_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=full_env,
-                            start_new_session=True)  # workers share the group: killpg reaches them
-    handle.close()
-    return Server(proc, f"http://127.0.0.1:{port}", log, workers, registry)
 
 
 @pytest.fixture(scope="module")
@@ -196,12 +135,6 @@ def run_load(url: str, stop: threading.Event, outcomes: list[Outcome], payloads:
 def lead_payloads(schema: TableSchema, n: int = 120) -> list[dict[str, Any]]:
     rows = make_flat_leads(n, seed=11).to_dict("records")
     return [to_payload(row, schema, omit_missing=True) for row in rows]
-
-
-def serving_pids(url: str, version: str) -> set[str]:
-    """Worker pids that report serving ``version`` (the multiprocess ``leadscore_model_loaded`` gauge)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return set(re.findall(rf'leadscore_model_loaded\{{model_version="{version}",pid="(\d+)"\}} 1\.0', text))
 
 
 def check_logged(rows: list[dict[str, Any]], outcomes: list[Outcome]) -> int:
@@ -309,14 +242,6 @@ def check_metrics_add_up_all_workers(server: Server) -> None:
     assert metric_total(after, "leadscore_http_request_duration_seconds_count", **labels) >= n
     assert len(set(re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"', after))) == 2
     assert "leadscore_prediction_log_queue_depth" in after and "leadscore_prediction_score_bucket" in after
-
-
-def wait_until_served(url: str, version: str, workers: int, timeout: float = 30.0) -> float:
-    deadline = time.monotonic() + timeout
-    while len(serving_pids(url, version)) < workers:
-        assert time.monotonic() < deadline, f"not every worker serves {version} after {timeout:.0f} s"
-        time.sleep(0.05)
-    return time.monotonic()
 
 
 def check_hot_switch_under_load(server: Server, deployment: dict[str, Any]) -> None:
