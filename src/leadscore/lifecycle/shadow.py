@@ -13,21 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.monitoring.journal import ENTRY
-from leadscore.monitoring.replay import write_log
+from leadscore.monitoring.replay import json_value, write_log
 from leadscore.scoring.scorer import Scorer
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.isoformat()
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _rows(scores: pd.DataFrame, inputs: list[dict[str, Any]], request_id: str, *,
@@ -66,7 +57,7 @@ class BatchShadow:
         self.logged = {"champion": 0, "challenger": 0}
 
     def __call__(self, rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-        inputs = [{str(k): _json_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
+        inputs = [{str(k): json_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
         shadow = self.challenger.score_frame(rows, reasons=0, now=datetime.now(UTC))
         shadow["lead_id"] = scores["lead_id"].to_numpy()
         champion = str(scores["model_version"].iloc[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -56,10 +57,12 @@ def replay_leads(snapshots: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
     return snapshots[keep].assign(snapshot_at=at[keep]).sort_values("snapshot_at", kind="stable")
 
 
-def _json_value(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def json_value(value: Any) -> Any:
+    """One input field as the prediction log's JSON holds it: NaN and NaT as None, times as ISO 8601
+    text, NumPy scalars as Python ones."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
         return None
-    if isinstance(value, pd.Timestamp):
+    if isinstance(value, datetime):  # pd.Timestamp included
         return value.isoformat()
     return value.item() if isinstance(value, np.generic) else value
 
@@ -78,7 +81,7 @@ def log_rows(leads: pd.DataFrame, scored: pd.DataFrame, inputs: list[str]) -> li
     tier, action, reasons = (scored[c].tolist() for c in ("tier", "action", "reasons"))
     return [{"request_id": f"replay-{weeks[i]}", "lead_id": ids[i], "model_version": version[i],
              "probability": probability[i], "score": score[i], "tier": tier[i],
-             "inputs": {k: _json_value(v) for k, v in fields.items()},
+             "inputs": {k: json_value(v) for k, v in fields.items()},
              "outputs": {"probability": probability[i], "score": score[i], "tier": tier[i],
                          "action": action[i], "reasons": json.loads(reasons[i])},
              "scored_at": at[i], ENTRY: f"replay:{version[i]}:{ids[i]}"}
