@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from leadscore.core.exceptions import ConfigError, DataValidationError
@@ -159,6 +160,18 @@ def _cumulative_counts(leads: pd.DataFrame, freq: str) -> pd.DataFrame:
         raise ConfigError(f"freq: expected a pandas frequency such as 'D' or 'W', got {freq!r}") from exc
 
 
+def difference_and_variance(conversions_control: npt.ArrayLike, n_control: npt.ArrayLike,
+                            conversions_treatment: npt.ArrayLike,
+                            n_treatment: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Treatment minus control conversion and its unpooled variance ``pc(1-pc)/nc + pt(1-pt)/nt``,
+    elementwise for arrays of counts (NaN where an arm has no leads)."""
+    cc, nc = np.asarray(conversions_control, float), np.asarray(n_control, float)
+    ct, nt = np.asarray(conversions_treatment, float), np.asarray(n_treatment, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pc, pt = np.where(nc > 0, cc / nc, np.nan), np.where(nt > 0, ct / nt, np.nan)
+        return pt - pc, pc * (1 - pc) / nc + pt * (1 - pt) / nt
+
+
 def sequential_looks(frame: pd.DataFrame, *, tau2: float, alpha: float = 0.05,
                      freq: str = "D") -> pd.DataFrame:
     """One row per period (``freq``) with the experiment read on all leads assigned until its end.
@@ -180,10 +193,7 @@ def sequential_looks(frame: pd.DataFrame, *, tau2: float, alpha: float = 0.05,
     counts = _cumulative_counts(check_leads(frame), freq)
     nc, nt = counts["n_control"].to_numpy(), counts["n_treatment"].to_numpy()
     cc, ct = counts["conversions_control"].to_numpy(), counts["conversions_treatment"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pc, pt = np.where(nc > 0, cc / nc, np.nan), np.where(nt > 0, ct / nt, np.nan)
-        variance = pc * (1 - pc) / nc + pt * (1 - pt) / nt
-    diff = pt - pc
+    diff, variance = difference_and_variance(cc, nc, ct, nt)
     seq_p = always_valid_p_values(diff, variance, tau2)
     seq_low, seq_high = confidence_sequence(diff, variance, tau2, alpha, intersect=True)
     looks = []

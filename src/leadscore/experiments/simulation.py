@@ -34,7 +34,7 @@ from leadscore.experiments.analysis import ExperimentAnalysis, analyse
 from leadscore.experiments.assignment import CONTROL, TREATMENT, assign_arms, check_split
 from leadscore.experiments.cuped import cuped_lift
 from leadscore.experiments.proportions import check_alpha, two_proportion_lift
-from leadscore.experiments.sequential import always_valid_p_values
+from leadscore.experiments.sequential import always_valid_p_values, difference_and_variance
 
 SIM_START, SIM_MONTHS = "2026-01-01", 2  # after the bundled extract (2024-01 .. 2025-08)
 CAPACITY_SHARE = 0.30  # calls a day over leads scored a day (would be params.yaml experiments.capacity_share)
@@ -278,11 +278,9 @@ def count_rejections(counts: RunCounts, *, alpha: float, tau2: float) -> Rejecti
 
     fixed = sum(p_value(r, looks - 1) < alpha for r in range(runs))
     peeking = sum(any(p_value(r, look) < alpha for look in range(looks)) for r in range(runs))  # stops early
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pc = counts.conversions_control / counts.n_control
-        pt = counts.conversions_treatment / counts.n_treatment
-        variance = pc * (1 - pc) / counts.n_control + pt * (1 - pt) / counts.n_treatment
-    p_seq = always_valid_p_values((pt - pc).T, variance.T, tau2)  # looks first: the minimum runs over them
+    diff, variance = difference_and_variance(counts.conversions_control, counts.n_control,
+                                             counts.conversions_treatment, counts.n_treatment)
+    p_seq = always_valid_p_values(diff.T, variance.T, tau2)  # looks first: the minimum runs over them
     return Rejections(runs, looks, int(fixed), int(peeking), int((p_seq[-1] < alpha).sum()))
 
 
