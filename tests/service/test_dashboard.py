@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from browser_support import browser_context
@@ -23,6 +25,7 @@ from service_support import ADMIN_KEY, LEAD, SCORER_KEY, fit_bundles, make_regis
 from leadscore.artifacts.paths import default_store_url
 from leadscore.artifacts.registry import Registry
 from leadscore.monitoring.alerts import CheckState
+from leadscore.monitoring.checks import drift_by_period
 from leadscore.monitoring.exposition import save_states
 from leadscore.monitoring.predlog import open_database, read_lead_scores, read_recent
 from leadscore.scoring.scorer import Scorer
@@ -225,6 +228,13 @@ def test_performance_per_week_with_registry_events(client: TestClient,
     assert got == expected and sorted(n for n, *_ in expected.values()) == [5, 6, 7]
     assert {w["model_version"] for w in body["series"]} == {v1}
     assert all(w["roc_auc"] is None and w["open"] == w["leads"] - 4 for w in body["series"])
+    probabilities: dict[str, list[float]] = {}  # fewer than 50 conversions: every label drawn from the scores
+    for n, (_lead, _version, at, _outputs) in enumerate(logged[:-3]):
+        probabilities.setdefault(_monday(at), []).append(0.1 + 0.05 * n)
+    for w in body["series"]:
+        mean = sum(probabilities[w["week"]]) / len(probabilities[w["week"]])
+        assert w["est_conversion_low"] <= w["est_conversion"] <= w["est_conversion_high"]
+        assert abs(w["est_conversion"] - mean) < 0.03, (w, mean)
     assert body["matured_weeks"] == 3
     assert any(e["event"] == "activate" and e["version"] == v1 for e in body["events"])
     # kept 30 s: a new score does not change the answer; another range is computed afresh
@@ -265,6 +275,108 @@ def test_performance_without_scores_and_monitoring_states(client: TestClient) ->
     assert body["other"] == [] and body["states"] == {"alert": 1, "ok": 2, "warn": 2}
 
 
+def _log(client: TestClient, rows: list[dict[str, Any]]) -> None:
+    predlog = client.app.state.service.predlog  # type: ignore[attr-defined]
+    with predlog.engine.begin() as conn:
+        conn.execute(predlog.table.insert(), [
+            {"request_id": "r", "tier": "B", "outputs": {}, "score": int(100 * row["probability"]), **row}
+            for row in rows])
+
+
+def _payloads(client: TestClient, n: int, seed: int) -> tuple[list[dict[str, Any]], Any]:
+    served = client.app.state.service.holder.current  # type: ignore[attr-defined]
+    schema = served.scorer.schema
+    frame = make_flat_leads(n, seed=seed).assign(created="2024-03-01 10:00")
+    return [to_payload(row, schema, omit_missing=True) for row in frame.to_dict("records")], served
+
+
+def test_drift_heatmap_per_week_flags_the_shifted_feature(client: TestClient) -> None:
+    payloads, served = _payloads(client, 500, seed=11)  # 250 a week: the drift check needs 200
+    now = datetime.now(UTC)
+    monday = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=now.weekday())
+    rows = []
+    for i, inputs in enumerate(payloads):
+        late = i >= 250  # the second week's budgets are 50 times larger
+        if late and inputs.get("budget") is not None:
+            inputs = {**inputs, "budget": inputs["budget"] * 50}
+        at = monday - timedelta(weeks=1 if late else 2) + timedelta(days=1, minutes=i % 250)
+        rows.append({"lead_id": f"D{i}", "model_version": served.version, "probability": 0.2,
+                     "inputs": inputs, "scored_at": at})
+    _log(client, rows)
+    key = {"X-API-Key": SCORER_KEY}
+    body = client.get("/v1/dashboard/drift?weeks=4", headers=key).json()
+    assert body["version"] == served.version and body["leads"] == 500 and not body["truncated"]
+    early, late = (_monday(monday - timedelta(weeks=w)) for w in (2, 1))
+    assert body["periods"] == [early, late]
+    assert body["features"][0] == "(score)" and "budget" in body["features"]
+    cells = {(c["feature"], c["period"]): c for c in body["cells"]}
+    assert cells[("budget", late)]["state"] == "alert" and cells[("budget", late)]["psi"] > 0.25
+    assert cells[("budget", early)]["psi"] < cells[("budget", late)]["psi"] / 5
+    assert {c["feature"] for c in body["cells"]} == set(body["features"])
+    worst = [max(c["psi"] or 0 for c in body["cells"] if c["feature"] == f) for f in body["features"][1:]]
+    assert worst == sorted(worst, reverse=True)  # the most drifted feature first
+    # the same figures `leadscore monitor check` draws from these rows
+    frame = pd.DataFrame([{**r["inputs"], "scored_at": r["scored_at"]} for r in rows])
+    weekly = drift_by_period(frame, served.scorer.bundle, served.version, times=frame["scored_at"],
+                             probabilities=np.full(len(frame), 0.2), by="week")
+    expected = {(str(f["feature"]), str(w["period"])): round(f["psi"], 6)
+                for w in weekly for f in w["features"]}
+    assert all(cells[key_]["psi"] == expected[key_] for key_ in cells if key_[0] != "(score)")
+    _log(client, [{**rows[0], "lead_id": "D-new", "scored_at": now}])
+    assert client.get("/v1/dashboard/drift?weeks=4", headers=key).json() == body  # kept 30 s
+    assert client.get("/v1/dashboard/drift?weeks=53", headers=key).status_code == 422
+    assert client.get("/v1/dashboard/drift").status_code == 401
+
+
+def test_drift_without_inputs_or_scores_says_why(client: TestClient) -> None:
+    key = {"X-API-Key": SCORER_KEY}
+    none = client.get("/v1/dashboard/drift?weeks=2", headers=key).json()
+    assert none["cells"] == [] and "no leads scored" in none["note"]
+    served = client.app.state.service.holder.current  # type: ignore[attr-defined]
+    _log(client, [{"lead_id": "E1", "model_version": served.version, "probability": 0.3, "inputs": {},
+                   "scored_at": datetime.now(UTC)}])
+    body = client.get("/v1/dashboard/drift?weeks=3", headers=key).json()
+    assert body["cells"] == [] and body["note"].startswith("drift cannot be judged")
+
+
+def test_segments_split_leads_by_their_defining_trait_with_conversion_by_hand(client: TestClient) -> None:
+    payloads, served = _payloads(client, 200, seed=12)
+    svc = client.app.state.service  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    rows, big = [], set()
+    for i, inputs in enumerate(payloads):
+        large = i % 2 == 0
+        inputs = {**inputs, "budget": 2_000_000.0 + i if large else 500.0 + i, "email": "a@acme.com"}
+        big |= {f"S{i}"} if large else set()
+        rows.append({"lead_id": f"S{i}", "model_version": served.version,
+                     "probability": 0.6 if large else 0.1, "inputs": inputs,
+                     "scored_at": now - timedelta(days=3, minutes=i)})
+    rows.append({**rows[0], "probability": 0.7, "scored_at": now - timedelta(days=1)})  # S0 again: newest
+    _log(client, rows)
+    # outcomes: the first 30 leads of each group; 20 of the large and 5 of the small ones converted
+    for group, converted in ((sorted(big, key=lambda x: int(x[1:])), 20),
+                             (sorted({f"S{i}" for i in range(200)} - big, key=lambda x: int(x[1:])), 5)):
+        for n, lead in enumerate(group[:30]):
+            svc.outcomes.record(lead, n < converted, now - timedelta(days=2) if n < converted else None)
+    key = {"X-API-Key": SCORER_KEY}
+    body = client.get("/v1/dashboard/segments?days=30&k=2", headers=key).json()
+    assert body["version"] == served.version and body["leads"] == 200 and body["k"] == 2
+    assert body["note"] is None and len(body["segments"]) == 2
+    high, low = body["segments"]  # highest mean probability first
+    assert (high["leads"], low["leads"]) == (100, 100) and high["share"] == 0.5
+    assert (high["labelled"], high["converted"], high["conversion"]) == (30, 20, round(20 / 30, 4))
+    assert (low["labelled"], low["converted"], low["conversion"]) == (30, 5, round(5 / 30, 4))
+    assert high["mean_probability"] == round((0.7 + 99 * 0.6) / 100, 4) and low["mean_probability"] == 0.1
+    assert "high budget" in high["traits"] and "low budget" in low["traits"]
+    assert len(body["points"]) == 200 and {p["cluster"] for p in body["points"]} == {
+        high["cluster"], low["cluster"]}
+    few = client.get("/v1/dashboard/segments?days=2&k=2", headers=key).json()  # S0's newest score only
+    assert few["segments"] == [] and few["note"].startswith("1 lead(s) scored")
+    assert "20 are needed for 2 segments" in few["note"]
+    assert client.get("/v1/dashboard/segments?k=1", headers=key).status_code == 422
+    assert client.get("/v1/dashboard/segments?k=13", headers=key).status_code == 422
+
+
 # --- the page in a browser against a real server --------------------------------------------------------
 
 @pytest.fixture
@@ -281,8 +393,9 @@ def server(tmp_path: Path, bundles: tuple[Path, Path]) -> Iterator[tuple[Server,
         srv.stop()
 
 
-def _score_some(url: str, schema: Any, n: int) -> list[str]:
-    rows = make_flat_leads(n, seed=3).to_dict("records")
+def _score_some(url: str, schema: Any, n: int, prefix: str = "") -> list[str]:
+    rows = [{**row, "lead_id": f"{prefix}{row['lead_id']}"}
+            for row in make_flat_leads(n, seed=3).to_dict("records")]
     with httpx.Client(base_url=url, headers={"X-API-Key": SCORER_KEY}, timeout=30) as http:
         for row in rows:
             assert http.post("/v1/score", json=to_payload(row, schema, omit_missing=True)).status_code == 200
@@ -321,7 +434,7 @@ def _sign_in(page: Any, url: str, key: str) -> None:
 
 
 PANELS = ("panel-model", "panel-importance", "panel-scores", "panel-performance", "panel-monitoring",
-          "panel-versions", "panel-experiments", "panel-lead")
+          "panel-segments", "panel-versions", "panel-experiments", "panel-lead")
 
 
 def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path) -> None:
@@ -332,6 +445,7 @@ def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path)
     assert httpx.post(f"{url}/v1/model/activate/{v2}", headers=admin, timeout=30).status_code == 200
     _served_everywhere(url, v2)
     _score_some(url, schema, 8)
+    _score_some(url, schema, 60, prefix="B")  # enough leads of v2 for five segments
     with httpx.Client(base_url=url, headers={"X-API-Key": SCORER_KEY}, timeout=30) as http:
         for i, lead in enumerate(leads[:4]):  # labels that matured at once: two converted, two lost
             outcome = {"lead_id": lead, "converted": i < 2,
@@ -370,7 +484,11 @@ def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path)
         assert page.locator("#importance rect").count() > 0 and page.locator("#radar polygon").count() == 5
         assert page.locator("#experiments circle").count() == 2
         assert page.locator("#performance circle").count() > 0  # v2's week has matured labels
-        assert page.locator("#performance-legend li").count() == 3
+        assert page.locator("#performance-legend li").count() == 4
+        assert page.locator("#performance circle.est-auc").count() > 0  # v2's week still has open leads
+        assert page.locator("#drift-heatmap rect.cell").count() > 0
+        assert page.locator("#segments-scatter circle").count() == 8 + 60 + 24  # every lead v2 served
+        assert page.locator("#segments tbody tr").count() == 5
         assert page.locator("#performance line.marker").count() > 0  # v2's activation
         assert page.locator("#drift rect").count() == 3
         assert page.locator("#drift rect.state-alert").count() == 1

@@ -334,10 +334,7 @@ def read_log(engine: sa.Engine, table: sa.Table, *, version: str | None = None,
     columns = [table.c.lead_id, table.c.model_version, table.c.probability, table.c.score, table.c.tier,
                table.c.scored_at, *([table.c.inputs] if inputs else [])]
     frame = _read_scores(engine, table, columns, version, since)
-    if inputs:
-        fields = pd.DataFrame(list(frame.pop("inputs")), index=frame.index)
-        frame = frame.join(fields[[c for c in fields.columns if c not in frame.columns]])
-    return frame
+    return _with_inputs(frame) if inputs else frame
 
 
 def read_scores_table(engine: sa.Engine, name: str, *, version: str | None = None,
@@ -396,11 +393,20 @@ def read_lead_scores(engine: sa.Engine, table: sa.Table, lead_id: str, *, limit:
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
+def _with_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``inputs`` column (the scored leads' fields) spread into columns of their own;
+    a field named like one of the log's columns is left out."""
+    fields = pd.DataFrame(list(frame.pop("inputs")), index=frame.index)
+    return frame.join(fields[[c for c in fields.columns if c not in frame.columns]])
+
+
 def read_served(engine: sa.Engine, table: sa.Table, *, since: datetime, version: str | None,
-                limit: int) -> pd.DataFrame:
+                limit: int, inputs: bool = False) -> pd.DataFrame:
     """lead_id, model_version, probability and scored_at of at most ``limit`` served (not shadow) scores
-    at or after ``since`` (of one version when given), newest first."""
-    query = (sa.select(table.c.lead_id, table.c.model_version, table.c.probability, table.c.scored_at)
+    at or after ``since`` (of one version when given), newest first; with ``inputs``, the scored leads'
+    input fields as further columns."""
+    query = (sa.select(table.c.lead_id, table.c.model_version, table.c.probability, table.c.scored_at,
+                       *([table.c.inputs] if inputs else []))
              .where(table.c.scored_at >= since, _not_shadow(table))
              .order_by(table.c.scored_at.desc()).limit(limit))
     if version is not None:
@@ -408,4 +414,4 @@ def read_served(engine: sa.Engine, table: sa.Table, *, since: datetime, version:
     with engine.connect() as conn:
         frame = pd.read_sql(query, conn)
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)
-    return frame
+    return _with_inputs(frame) if inputs else frame

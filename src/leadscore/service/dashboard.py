@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import html
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from typing import Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
@@ -20,7 +22,9 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
+from leadscore.monitoring.drift import DriftThresholds
 from leadscore.monitoring.exposition import load_states
+from leadscore.monitoring.predlog import read_served
 from leadscore.service import dashboard_data
 from leadscore.service.auth import ApiKey, SlowHashThrottled
 from leadscore.service.errors import request_id
@@ -28,10 +32,12 @@ from leadscore.service.ratelimit import retry_after
 from leadscore.service.routes import SESSION_COOKIE, _errors, scorer_key, served_model, service
 from leadscore.service.schemas import (
     DashboardModel,
+    DriftOverTime,
     LeadHistory,
     MonitoringSummary,
     PerformanceOverTime,
     ScoreSummary,
+    SegmentSummary,
     WhoAmI,
 )
 
@@ -46,6 +52,9 @@ HEADERS = {"Content-Security-Policy": POLICY, "Cache-Control": "no-store",
 days_query = Query(30, ge=1, le=365, description="look back this many days")
 weeks_query = Query(26, ge=1, le=104, description="look back this many weeks")
 all_query = Query(False, description="every version's weeks, not only the served version's")
+drift_weeks_query = Query(12, ge=1, le=52, description="look back this many weeks")
+segment_days_query = Query(90, ge=1, le=365, description="cluster the leads scored in this many days")
+k_query = Query(None, ge=2, le=12, description="number of segments (default: params.yaml's clusters.k)")
 
 
 def _static(name: str) -> str:
@@ -163,8 +172,10 @@ def performance_panel(request: Request, weeks: int = weeks_query, all_versions: 
                       key: ApiKey = scorer_key) -> PerformanceOverTime:
     """Per week of scoring over the last `weeks` weeks: leads scored by the served version (every version
     with `all_versions`), those whose label matured (the model's label window), their realized conversion
-    and ROC-AUC (when enough are labelled), with the registry's activations, rollbacks, gate decisions and
-    retrain cycles of that range. Kept 30 s per version and range."""
+    and ROC-AUC (when enough are labelled), for weeks with open leads the estimated conversion and ROC-AUC
+    with 95% intervals (calibrated probabilities, conversion delays of matured leads), with the registry's
+    activations, rollbacks, gate decisions and retrain cycles of that range. Kept 30 s per version and
+    range."""
     svc = service(request)
     served = served_model(svc)
     predlog = svc.predlog
@@ -176,13 +187,69 @@ def performance_panel(request: Request, weeks: int = weeks_query, all_versions: 
             version=served.version, weeks=weeks, window_days=window, now=datetime.now(UTC),
             all_versions=all_versions)
 
-    cache_key = (str(predlog.engine.url), predlog.table.name, str(svc.registry.root), served.version,
-                 weeks, all_versions)
+    found: PerformanceOverTime = _cached(request, ("performance", served.version, weeks, all_versions),
+                                         compute)
+    return found
+
+
+def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept 30 s per store, registry and ``key``; 503 when the log cannot be read."""
+    svc = service(request)
+    predlog = svc.predlog
     try:
-        found: PerformanceOverTime = dashboard_data.PERFORMANCE_CACHE.get(cache_key, compute)
+        return dashboard_data.PERFORMANCE_CACHE.get(
+            (str(predlog.engine.url), predlog.table.name, str(svc.registry.root), *key), compute)
     except sa.exc.SQLAlchemyError as exc:
         log.warning("cannot read the prediction log: %s", str(getattr(exc, "orig", exc)).strip())
         raise HTTPException(503, "the prediction log cannot be read") from None
+
+
+@router.get("/v1/dashboard/drift", response_model=DriftOverTime, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def drift_panel(request: Request, weeks: int = drift_weeks_query, key: ApiKey = scorer_key) -> DriftOverTime:
+    """PSI against the training profile per feature and week of the leads the served version scored in
+    the last `weeks` weeks (the newest 20,000 at most), the score's own drift first, then the 15 most
+    drifted features; states as `leadscore monitor check` judges them. Kept 30 s."""
+    svc = service(request)
+    served = served_model(svc)
+    settings = svc.params.monitoring
+
+    def compute() -> DriftOverTime:
+        since = datetime.now(UTC) - timedelta(weeks=weeks)
+        frame = read_served(svc.predlog.engine, svc.predlog.table, since=since, version=served.version,
+                            limit=dashboard_data.MAX_DRIFT + 1, inputs=True)
+        return dashboard_data.drift_over_time(
+            frame.head(dashboard_data.MAX_DRIFT), served.scorer.bundle, version=served.version, weeks=weeks,
+            since=since, truncated=len(frame) > dashboard_data.MAX_DRIFT,
+            thresholds=DriftThresholds.from_settings(settings), ignore=settings.ignore)
+
+    found: DriftOverTime = _cached(request, ("drift", served.version, weeks), compute)
+    return found
+
+
+@router.get("/v1/dashboard/segments", response_model=SegmentSummary, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def segments_panel(request: Request, days: int = segment_days_query, k: int | None = k_query,
+                   key: ApiKey = scorer_key) -> SegmentSummary:
+    """k-means segments of the leads the served version scored in the last `days` days (each lead's newest
+    score; the newest 5,000 leads at most): size, realized conversion of those whose label matured, mean
+    predicted probability, defining traits, and up to 600 leads placed on the first two principal
+    components for a scatter. Kept 30 s."""
+    svc = service(request)
+    served = served_model(svc)
+    clusters = k or svc.params.clusters_k
+    window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
+
+    def compute() -> SegmentSummary:
+        now = datetime.now(UTC)
+        frame = read_served(svc.predlog.engine, svc.predlog.table, since=now - timedelta(days=days),
+                            version=served.version, limit=dashboard_data.MAX_SEGMENT + 1, inputs=True)
+        return dashboard_data.segment_summary(
+            frame.head(dashboard_data.MAX_SEGMENT), svc.outcomes.frame(), served.scorer.bundle,
+            version=served.version, days=days, k=clusters, truncated=len(frame) > dashboard_data.MAX_SEGMENT,
+            window_days=window, now=now, seed=svc.params.seed)
+
+    found: SegmentSummary = _cached(request, ("segments", served.version, days, clusters), compute)
     return found
 
 

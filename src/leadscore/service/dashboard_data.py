@@ -13,17 +13,25 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from leadscore.core.exceptions import LeadscoreError
+from leadscore.data.schema import prepare_features
 from leadscore.modeling.importance import feature_importance
 from leadscore.monitoring.alerts import CheckState
+from leadscore.monitoring.checks import drift_by_period
+from leadscore.monitoring.drift import DriftThresholds
+from leadscore.monitoring.estimate import conversion_delay_cdf, estimate_performance
 from leadscore.monitoring.labels import label_scores
 from leadscore.monitoring.performance import realized_performance
 from leadscore.monitoring.predlog import read_lead_scores, read_recent, read_served
 from leadscore.service.holder import ServedModel
 from leadscore.service.schemas import (
     DashboardModel,
+    DriftCell,
+    DriftOverTime,
     EventMarker,
     Importance,
     LeadHistory,
@@ -34,7 +42,11 @@ from leadscore.service.schemas import (
     PerformanceWeek,
     ScoreBin,
     ScoreSummary,
+    Segment,
+    SegmentPoint,
+    SegmentSummary,
 )
+from leadscore.training.clusters import cluster_map, lead_clusters
 
 RADAR = ("precision", "recall", "f1", "roc_auc", "accuracy")
 TOP_FEATURES = 10
@@ -45,6 +57,12 @@ MAX_PERFORMANCE = 200_000  # newest scores judged at most by the performance pan
 MIN_LABELLED = 30        # matured leads (of both outcomes) a week needs for a realized ROC-AUC
 DEFAULT_LABEL_WINDOW = 90.0
 N_BOOT = 50              # bootstrap resamples of the realized ROC-AUC interval (not shown: kept cheap)
+N_SIM = 100              # label draws per week of the estimated performance
+MAX_DRIFT = 20_000       # newest scored leads whose input fields the drift panel reads at most
+TOP_DRIFT = 15           # features in the heatmap at most (the most drifted)
+MAX_SEGMENT = 5_000      # newest scored leads clustered at most
+MAX_POINTS = 600         # leads drawn in the segments' scatter at most
+MIN_PER_SEGMENT = 10     # leads per cluster needed on average before clustering
 CACHE_SECONDS = 30.0
 MARKED_EVENTS = ("activate", "rollback", "gate", "retrain", "challenger")
 
@@ -165,6 +183,23 @@ def _optional(value: Any) -> float | None:
     return None if number is None else round(number, 6)
 
 
+def _estimates(labelled: pd.DataFrame, *, window_days: float,
+               now: pd.Timestamp) -> dict[tuple[str, str], dict[str, float | None]]:
+    """Estimated conversion and ROC-AUC with their 95% intervals of each (version, week) that still has
+    open leads (:func:`leadscore.monitoring.estimate.estimate_performance`)."""
+    delay = conversion_delay_cdf(labelled, window_days=window_days, now=now)
+    table = estimate_performance(labelled, now=now, by="week", delay=delay, n_sim=N_SIM)
+    out = {}
+    for row in table.to_dict("records"):
+        if not row["open"]:
+            continue
+        out[(str(row["model_version"]), str(row["period"]))] = {
+            f"est_{short}{end}": _optional(row.get(f"est_{name}{end}"))
+            for short, name in (("conversion", "conversion_rate"), ("roc_auc", "roc_auc"))
+            for end in ("", "_low", "_high")}
+    return out
+
+
 def performance_over_time(engine: sa.Engine, table: sa.Table, outcomes: pd.DataFrame,
                           events: Iterable[Mapping[str, Any]], *, version: str, weeks: int,
                           window_days: float, now: datetime,
@@ -181,12 +216,14 @@ def performance_over_time(engine: sa.Engine, table: sa.Table, outcomes: pd.DataF
         known = outcomes[outcomes["lead_id"].astype(str).isin(set(frame["lead_id"].astype(str)))]
         labelled = label_scores(frame, known, window_days=window_days, now=pd.Timestamp(now))
         table_ = realized_performance(labelled, by="week", min_labelled=MIN_LABELLED, n_boot=N_BOOT)
+        estimated = _estimates(labelled, window_days=window_days, now=pd.Timestamp(now))
         for row in table_.to_dict("records"):
             series.append(PerformanceWeek(
                 week=str(row["period"]), model_version=str(row["model_version"]), leads=int(row["leads"]),
                 labelled=int(row["labelled"]), open=int(row["open"]), converted=int(row["converted"]),
                 conversion=_optional(row.get("conversion_rate")), roc_auc=_optional(row.get("roc_auc")),
-                note=str(row.get("note") or "")))
+                note=str(row.get("note") or ""),
+                **estimated.get((str(row["model_version"]), str(row["period"])), {})))
     return PerformanceOverTime(
         version=version, weeks=weeks, since=since, label_window_days=window_days, min_labelled=MIN_LABELLED,
         truncated=truncated, limit=MAX_PERFORMANCE, matured_weeks=sum(1 for w in series if w.labelled),
@@ -234,3 +271,103 @@ def monitoring_summary(states: list[CheckState], checked_at: datetime | None) ->
     for state in states:
         counts[state.state] = counts.get(state.state, 0) + 1
     return MonitoringSummary(checked_at=checked_at, states=counts, **groups)
+
+
+def drift_over_time(frame: pd.DataFrame, bundle: Any, *, version: str, weeks: int, since: datetime,
+                    truncated: bool, thresholds: DriftThresholds,
+                    ignore: tuple[str, ...] = ()) -> DriftOverTime:
+    """PSI and state of every profiled feature and of the score, per week, of ``frame`` (served scores of
+    ``version`` with their input fields, as :func:`~leadscore.monitoring.predlog.read_served` gives them);
+    the :data:`TOP_DRIFT` most drifted features (by their highest weekly PSI) after the score."""
+    def answer(periods: list[str], features: list[str], cells: list[DriftCell],
+               note: str | None = None) -> DriftOverTime:
+        return DriftOverTime(version=version, weeks=weeks, since=since, leads=len(frame), truncated=truncated,
+                             limit=MAX_DRIFT, periods=periods, features=features, cells=cells, note=note)
+
+    if frame.empty:
+        return answer([], [], [], f"no leads scored by {version} in the last {weeks} week(s)")
+    frame = frame.reset_index(drop=True)
+    try:
+        weekly = drift_by_period(frame, bundle, version, times=frame["scored_at"],
+                                 probabilities=frame["probability"].to_numpy(float), by="week",
+                                 thresholds=thresholds, ignore=ignore)
+    except LeadscoreError as exc:
+        return answer([], [], [], f"drift cannot be judged: {exc}")
+    cells: list[DriftCell] = []
+    worst: dict[str, float] = {}
+    for week in weekly:
+        for row in [week["score"], *week["features"]]:
+            psi = _optional(row.get("psi"))
+            cells.append(DriftCell(feature=str(row["feature"]), period=str(week["period"]), n=int(row["n"]),
+                                   psi=psi, state=str(row["state"]), reason=str(row["reason"])))
+            if row["feature"] != "(score)":
+                worst[str(row["feature"])] = max(worst.get(str(row["feature"]), 0.0), psi or 0.0)
+    features = ["(score)", *sorted(worst, key=lambda name: -worst[name])[:TOP_DRIFT]]
+    shown = set(features)
+    return answer([str(week["period"]) for week in weekly], features,
+                  [cell for cell in cells if cell.feature in shown])
+
+
+def _latest_per_lead(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each lead's newest row of ``frame`` (newest first); rows without a lead id are kept as they are."""
+    named = frame["lead_id"].notna()
+    return pd.concat([frame[named].drop_duplicates("lead_id", keep="first"), frame[~named]]) \
+        .sort_values("scored_at", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _labels(frame: pd.DataFrame, outcomes: pd.DataFrame, *, window_days: float, now: datetime) -> pd.Series:
+    """Each row's matured label (1.0, 0.0, NaN while open or without a lead id), by its lead id."""
+    named = frame[frame["lead_id"].notna()]
+    if named.empty:
+        return pd.Series(np.nan, index=frame.index)
+    known = outcomes[outcomes["lead_id"].astype(str).isin(set(named["lead_id"].astype(str)))]
+    labelled = label_scores(named, known, window_days=window_days, now=pd.Timestamp(now))
+    by_lead = pd.Series(labelled["label"].to_numpy(float), index=labelled["lead_id"].astype(str))
+    return frame["lead_id"].map(lambda lead: by_lead.get(str(lead), np.nan) if lead is not None else np.nan) \
+        .astype(float)
+
+
+def segment_summary(frame: pd.DataFrame, outcomes: pd.DataFrame, bundle: Any, *, version: str, days: int,
+                    k: int, truncated: bool, window_days: float, now: datetime,
+                    seed: int = 42) -> SegmentSummary:
+    """k-means clusters (:func:`leadscore.training.clusters.lead_clusters`) of ``frame`` (served scores of
+    ``version`` with their input fields, newest first), one row per lead (its newest score): size,
+    realized conversion of the matured, mean probability, defining traits, and a scatter sample."""
+    leads = _latest_per_lead(frame) if len(frame) else frame
+
+    def answer(segments: list[Segment], points: list[SegmentPoint],
+               note: str | None = None) -> SegmentSummary:
+        return SegmentSummary(version=version, days=days, k=k, leads=len(leads), truncated=truncated,
+                              limit=MAX_SEGMENT, label_window_days=window_days, segments=segments,
+                              points=points, note=note)
+
+    if len(leads) < MIN_PER_SEGMENT * k:
+        return answer([], [], f"{len(leads)} lead(s) scored by {version} in the last {days} day(s): "
+                              f"{MIN_PER_SEGMENT * k} are needed for {k} segments")
+    try:
+        features = prepare_features(leads, bundle.schema)
+    except LeadscoreError as exc:
+        return answer([], [], f"the logged leads cannot be segmented: {exc}")
+    if not any(features[c].nunique() > 1 for c in bundle.schema.numeric_features if c in features):
+        return answer([], [], "the logged leads have no numeric feature that varies: nothing to cluster on")
+    clusters = lead_clusters(features, None, bundle.schema, k=k, seed=seed)
+    label = _labels(leads, outcomes, window_days=window_days, now=now)
+    probability = leads["probability"].to_numpy(float)
+    traits = dict(zip(clusters.profile["cluster"], clusters.profile["defining_traits"], strict=True))
+    segments = []
+    for cluster in range(k):
+        inside = clusters.labels == cluster
+        if not inside.any():
+            continue
+        known = label[inside].dropna()
+        segments.append(Segment(
+            cluster=cluster, leads=int(inside.sum()), share=round(float(inside.mean()), 4),
+            labelled=len(known), converted=int(known.sum()),
+            conversion=round(float(known.mean()), 4) if len(known) else None,
+            mean_probability=round(float(probability[inside].mean()), 4), traits=str(traits[cluster])))
+    segments.sort(key=lambda s: -s.mean_probability)
+    xy = cluster_map(clusters, features, seed=seed)
+    drawn = np.random.default_rng(seed).permutation(len(leads))[:MAX_POINTS]
+    points = [SegmentPoint(x=round(float(xy[i, 0]), 3), y=round(float(xy[i, 1]), 3),
+                           cluster=int(clusters.labels[i])) for i in sorted(drawn)]
+    return answer(segments, points)

@@ -412,6 +412,13 @@ class PerformanceWeek(BaseModel):
     conversion: float | None = None
     roc_auc: float | None = None
     note: str = ""
+    est_conversion: float | None = Field(None, description="estimated conversion of the week's leads (final "
+                                         "labels plus draws for the open ones); None when none is open")
+    est_conversion_low: float | None = None
+    est_conversion_high: float | None = None
+    est_roc_auc: float | None = Field(None, description="estimated ROC-AUC, same way")
+    est_roc_auc_low: float | None = None
+    est_roc_auc_high: float | None = None
 
 
 class EventMarker(BaseModel):
@@ -435,6 +442,71 @@ class PerformanceOverTime(BaseModel):
     matured_weeks: int
     series: list[PerformanceWeek]
     events: list[EventMarker]
+
+
+class DriftCell(BaseModel):
+    """One feature's drift in one week: PSI against the training profile and its state."""
+
+    feature: str
+    period: str
+    n: int
+    psi: float | None = None
+    state: str
+    reason: str
+
+
+class DriftOverTime(BaseModel):
+    """PSI per feature (the most drifted first; ``(score)`` is the score's own drift) and week of the
+    served version's newest scored leads (at most ``limit``; ``truncated`` when more), or a ``note`` when
+    they cannot be judged."""
+
+    version: str
+    weeks: int
+    since: datetime
+    leads: int
+    truncated: bool
+    limit: int
+    periods: list[str]
+    features: list[str]
+    cells: list[DriftCell]
+    note: str | None = None
+
+
+class Segment(BaseModel):
+    """One k-means cluster of recently scored leads: its size, the realized conversion of its matured
+    leads (None when none has matured), its mean predicted probability and what sets it apart."""
+
+    cluster: int
+    leads: int
+    share: float
+    labelled: int
+    converted: int
+    conversion: float | None = None
+    mean_probability: float
+    traits: str
+
+
+class SegmentPoint(BaseModel):
+    x: float
+    y: float
+    cluster: int
+
+
+class SegmentSummary(BaseModel):
+    """Clusters of the served version's leads scored in the last ``days`` days (each lead's newest score,
+    at most ``limit`` leads), with a sample of ``points`` on the first two principal components of the
+    clustering space; ``note`` says why there are none."""
+
+    version: str
+    days: int
+    k: int
+    leads: int
+    truncated: bool
+    limit: int
+    label_window_days: float
+    segments: list[Segment]
+    points: list[SegmentPoint]
+    note: str | None = None
 
 
 class MonitorEntry(BaseModel):

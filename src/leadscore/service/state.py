@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from leadscore.artifacts.registry import Registry
+from leadscore.core.config import Params
 from leadscore.core.exceptions import ConfigError, LeadscoreError
 from leadscore.monitoring.alerts import CheckState
 from leadscore.monitoring.exposition import CachedCollector, load_states, states_collector
@@ -67,6 +68,7 @@ class Service:
         self._outcomes: OutcomeStore | None = None
         self._experiments: ServiceExperiments | None = None
         self._batch_limiter: anyio.CapacityLimiter | None = None
+        self.params = Params()  # the settings file's, once started (experiments, monitoring, clusters)
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Service:
@@ -103,7 +105,8 @@ class Service:
             on_failure=metrics.log_failures.inc)
         self._predlog.start()
         self._outcomes = OutcomeStore(self._engine, outcome_table)
-        self._experiments = ServiceExperiments(self._engine, self.registry, service_params(s.train_params))
+        self.params = service_params(s.train_params)
+        self._experiments = ServiceExperiments(self._engine, self.registry, self.params)
         experiments, outcomes = self._experiments.store, self._outcomes.frame
         metrics.add_shared(CachedCollector(lambda: experiment_families(experiments, outcomes),
                                            ttl=EXPERIMENT_METRICS_TTL))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import QuantileTransformer
@@ -59,3 +60,14 @@ def lead_clusters(X: pd.DataFrame, y: pd.Series | None, schema: TableSchema, *, 
         })
     profile = pd.DataFrame(rows).sort_values("conversion_rate", ascending=False).reset_index(drop=True)
     return Clusters(model, labels, profile)
+
+
+def cluster_map(clusters: Clusters, X: pd.DataFrame, *, seed: int = 42) -> np.ndarray:
+    """Two coordinates per lead for a scatter of the clusters: the first two principal components of the
+    space k-means worked in (the median-imputed, quantile-normalised numeric features)."""
+    space = clusters.model[:-1].transform(X[list(clusters.model.feature_names_in_)])
+    components = min(2, space.shape[1], len(space))
+    coordinates = PCA(n_components=components, random_state=seed).fit_transform(space)
+    if components < 2:  # one feature (or lead): a line
+        coordinates = np.column_stack([coordinates, np.zeros((len(space), 2 - components))])
+    return coordinates

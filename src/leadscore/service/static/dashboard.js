@@ -160,6 +160,17 @@ function timeline(svg, weeks, events) {
     seen.add(w.week);
     svg.appendChild(shape("text", { x: x(times[i] + 3.5 * 864e5), y: bottom + 14, "text-anchor": "middle" }, w.week.slice(5)));
   });
+  weeks.forEach((w, i) => {  // estimates of weeks with open leads: hollow dot, 95% interval
+    const px = x(times[i] + 3.5 * 864e5);
+    for (const [key, cls, name] of [["roc_auc", "auc", "ROC-AUC"], ["conversion", "conv", "conversion"]]) {
+      const est = w[`est_${key}`], low = w[`est_${key}_low`], high = w[`est_${key}_high`];
+      if (est === null || est === undefined) continue;
+      if (low !== null && high !== null) svg.appendChild(shape("line", { x1: px, y1: y(low), x2: px, y2: y(high), class: `whisker-${cls}` }));
+      const dot = shape("circle", { cx: px, cy: y(est), r: 3.5, class: `est-${cls}` });
+      dot.appendChild(shape("title", {}, `week of ${w.week} (${w.model_version}): estimated ${name} ${fmt(est)} (95% ${fmt(low)}-${fmt(high)}), ${w.open} of ${w.leads} leads still open`));
+      svg.appendChild(dot);
+    }
+  });
   for (const [key, cls] of [["roc_auc", "auc"], ["conversion", "conv"]]) {
     const pts = weeks.map((w, i) => [w, x(times[i] + 3.5 * 864e5)]).filter(([w]) => w[key] !== null);
     if (pts.length > 1) svg.appendChild(shape("polyline", { points: pts.map(([w, px]) => `${px},${y(w[key])}`).join(" "), class: cls }));
@@ -194,6 +205,49 @@ function stateBars(svg, items) {
     svg.appendChild(bar);
     svg.appendChild(shape("text", { x: left + w + 4, y: y + row * 0.65 }, `${fmt(d.value, 2)} ${d.state}`));
   });
+}
+
+const STATE_CLASS = { ok: "state-ok", warn: "state-warn", alert: "state-alert" };
+
+function heatmap(svg, d) {
+  clear(svg);
+  const left = 130, top = 8, bottom = 34, width = 420 - left - 8, rowH = 16;
+  const height = top + rowH * d.features.length + bottom;
+  svg.setAttribute("viewBox", `0 0 420 ${height}`);
+  const colW = width / d.periods.length, cells = new Map(d.cells.map(c => [`${c.feature}|${c.period}`, c]));
+  d.features.forEach((f, r) => {
+    svg.appendChild(shape("text", { x: left - 6, y: top + r * rowH + rowH * 0.7, "text-anchor": "end" }, f.slice(0, 20)));
+    d.periods.forEach((p, c) => {
+      const cell = cells.get(`${f}|${p}`);
+      if (!cell) return;
+      const rect = shape("rect", { x: left + c * colW + 1, y: top + r * rowH + 1, width: Math.max(colW - 2, 1), height: rowH - 2,
+                                   class: `cell ${STATE_CLASS[cell.state] || "state-none"}` });
+      rect.appendChild(shape("title", {}, `${f}, week of ${p}: PSI ${fmt(cell.psi)} (${cell.state}, ${cell.n} leads) - ${cell.reason}`));
+      svg.appendChild(rect);
+      if (colW >= 24 && cell.psi !== null) svg.appendChild(shape("text", { x: left + (c + 0.5) * colW, y: top + r * rowH + rowH * 0.72, "text-anchor": "middle", class: "cell-text" }, fmt(cell.psi, 2)));
+    });
+  });
+  const every = Math.ceil(d.periods.length / 6);
+  d.periods.forEach((p, c) => {
+    if (c % every) return;
+    svg.appendChild(shape("text", { x: left + (c + 0.5) * colW, y: top + rowH * d.features.length + 14, "text-anchor": "middle" }, p.slice(5)));
+  });
+  svg.appendChild(shape("text", { x: left, y: height - 4 }, "week (Monday); colour: state, number: PSI"));
+}
+
+function scatter(svg, points, names) {
+  clear(svg);
+  const box = svg.viewBox.baseVal, pad = 12;
+  const xs = points.map(p => p.x), ys = points.map(p => p.y);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const x = v => pad + (box.width - 2 * pad) * (v - x0) / ((x1 - x0) || 1);
+  const y = v => box.height - pad - (box.height - 2 * pad) * (v - y0) / ((y1 - y0) || 1);
+  svg.appendChild(shape("rect", { x: 1, y: 1, width: box.width - 2, height: box.height - 2, class: "frame" }));
+  for (const p of points) {
+    const dot = shape("circle", { cx: x(p.x).toFixed(1), cy: y(p.y).toFixed(1), r: 2.6, class: `seg seg-${p.cluster % 12}` });
+    dot.appendChild(shape("title", {}, names[p.cluster] || `segment ${p.cluster}`));
+    svg.appendChild(dot);
+  }
 }
 
 /* --- panels -------------------------------------------------------------------------------------- */
@@ -233,11 +287,11 @@ async function loadPerformance() {
   const legend = clear($("performance-legend"));
   if (!result.ok) { note("performance-note", detail(result), true); message($("performance"), "Unavailable"); return; }
   const p = result.body;
-  const matured = p.series.filter(w => w.labelled > 0);
+  const matured = p.series.filter(w => w.labelled > 0), estimated = p.series.filter(w => w.est_roc_auc !== null || w.est_conversion !== null);
   if (!p.series.length) message($("performance"), `No leads scored by ${p.version} in the last ${p.weeks} week(s)`);
-  else if (!matured.length) message($("performance"), "No matured week yet");
+  else if (!matured.length && !estimated.length) message($("performance"), "No matured week yet");
   else timeline($("performance"), p.series, p.events);
-  for (const [cls, text] of [["key-auc", "realized ROC-AUC"], ["key-conv", "realized conversion"], ["key-marker", "registry event"]]) {
+  for (const [cls, text] of [["key-auc", "realized ROC-AUC"], ["key-conv", "realized conversion"], ["key-est", "estimated (hollow, 95% interval)"], ["key-marker", "registry event"]]) {
     legend.appendChild(node("li", { class: cls }, text));
   }
   const scored = p.series.reduce((n, w) => n + w.leads, 0), labelled = p.series.reduce((n, w) => n + w.labelled, 0);
@@ -245,7 +299,8 @@ async function loadPerformance() {
   const words = matured.length
     ? `${scored} lead(s) scored by ${p.version}, ${labelled} with a matured label (${p.label_window_days}-day window); ROC-AUC needs ${p.min_labelled} labelled leads of both outcomes in a week.`
     : `No matured week yet: none of the ${scored} lead(s) scored by ${p.version} in the last ${p.weeks} week(s) has a label (converted, lost, or ${p.label_window_days} days passed).`;
-  note("performance-note", `${words}${kinds.length ? ` Events: ${kinds.join(", ")}.` : ""}${p.truncated ? ` Newest ${p.limit} scores only.` : ""}`);
+  const guessed = estimated.length ? ` ${estimated.length} week(s) with open leads are estimated from the calibrated scores.` : "";
+  note("performance-note", `${words}${guessed}${kinds.length ? ` Events: ${kinds.join(", ")}.` : ""}${p.truncated ? ` Newest ${p.limit} scores only.` : ""}`);
 }
 
 async function loadMonitoring() {
@@ -264,6 +319,41 @@ async function loadMonitoring() {
   }
   const counts = Object.entries(m.states).map(([k, v]) => `${v} ${k}`).join(", ");
   note("monitoring-note", `Checked ${m.checked_at}: ${counts || "no states"}.`);
+}
+
+async function loadDrift() {
+  const result = await api("/v1/dashboard/drift?weeks=12");
+  if (!result.ok) { note("heatmap-note", detail(result), true); message($("drift-heatmap"), "Unavailable"); return; }
+  const d = result.body;
+  if (d.note || !d.periods.length) { message($("drift-heatmap"), "No drift to show"); note("heatmap-note", d.note || ""); return; }
+  heatmap($("drift-heatmap"), d);
+  const alerts = d.cells.filter(c => c.state === "alert").length, warns = d.cells.filter(c => c.state === "warn").length;
+  note("heatmap-note", `${d.leads} lead score(s) by ${d.version} over ${d.periods.length} week(s)${d.truncated ? ` (newest ${d.limit})` : ""}: ${alerts} alert and ${warns} warning cell(s) among the score and the ${d.features.length - 1} most drifted features.`);
+}
+
+function pct(value) { return value === null || value === undefined ? "n/a" : `${fmt(100 * value, 1)}%`; }
+
+async function loadSegments() {
+  const days = Math.max(1, Math.min(365, Number($("segment-days").value) || 90));
+  const k = Math.max(2, Math.min(12, Number($("segment-k").value) || 5));
+  const result = await api(`/v1/dashboard/segments?days=${days}&k=${k}`);
+  const body = clear($("segments").tBodies[0]);
+  if (!result.ok) { note("segments-note", detail(result), true); message($("segments-scatter"), "Unavailable"); return; }
+  const s = result.body, names = {};
+  if (s.note || !s.segments.length) { message($("segments-scatter"), "No segments"); note("segments-note", s.note || "No segments"); return; }
+  s.segments.forEach((g, i) => {
+    names[g.cluster] = `Segment ${i + 1}: ${g.leads} leads, mean probability ${pct(g.mean_probability)}`;
+    const row = node("tr");
+    const key = node("td");
+    key.appendChild(node("span", { class: `swatch seg-${g.cluster % 12}`, "aria-hidden": "true" }));
+    key.appendChild(document.createTextNode(` ${i + 1}`));
+    row.appendChild(key);
+    for (const text of [`${g.leads} (${pct(g.share)})`, g.labelled ? `${pct(g.conversion)} of ${g.labelled}` : "none matured",
+                        pct(g.mean_probability), g.traits || "-"]) row.appendChild(node("td", {}, text));
+    body.appendChild(row);
+  });
+  scatter($("segments-scatter"), s.points, names);
+  note("segments-note", `${s.leads} lead(s) scored by ${s.version} in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit})` : ""}, in ${s.segments.length} k-means segments on the numeric features; ${s.points.length} drawn on the first two principal components. Conversion counts leads whose ${s.label_window_days}-day label matured.`);
 }
 
 function adminOnly(button) {
@@ -382,8 +472,10 @@ async function start() {
   $("scores-form").addEventListener("submit", event => { event.preventDefault(); loadScores(); });
   $("lead-form").addEventListener("submit", lookUp);
   $("performance-form").addEventListener("submit", event => { event.preventDefault(); loadPerformance(); });
+  $("segments-form").addEventListener("submit", event => { event.preventDefault(); loadSegments(); });
   message($("lead-history"), "Enter a lead id to see its scores");
-  await Promise.all([loadModel(), loadScores(), loadPerformance(), loadMonitoring(), loadVersions(), loadExperiments()]);
+  await Promise.all([loadModel(), loadScores(), loadPerformance(), loadMonitoring(), loadDrift(), loadVersions(),
+                     loadExperiments(), loadSegments()]);
   document.body.dataset.ready = "true";
 }
 
