@@ -501,6 +501,17 @@ def test_dashboard_in_a_browser(server: tuple[Server, str, str], tmp_path: Path)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
         page.set_viewport_size({"width": 1280, "height": 900})
 
+        # keyboard only: from the days field, Tab to the segments count, type 3, Enter submits the form
+        page.get_by_role("spinbutton", name="Segments", exact=True).focus()
+        page.keyboard.press("Shift+Tab")
+        assert page.evaluate("() => document.activeElement.id") == "segment-days"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("3")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelectorAll('#segments tbody tr').length === 3")
+        assert "in 3 k-means segments" in page.locator("#segments-note").inner_text()
+
         page.get_by_role("button", name="Train now").click()
         page.wait_for_selector("#versions-note:has-text('not configured')")
         page.once("dialog", lambda dialog: dialog.accept())
