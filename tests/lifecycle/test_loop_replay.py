@@ -72,6 +72,12 @@ def test_the_retrained_challenger_is_promoted_and_beats_the_stale_model(normal):
     assert cycle.data["trained_on"][1] < cycle.data["held_back"][0]   # the gate's months: never trained on
     registry = Registry(root)
     assert registry.active_version() == result.active == cycle.version
+    # its held-out quality is recorded: the same held-back leads and ROC-AUC as the gate's
+    held = registry.show(cycle.version)["holdout"]
+    assert held["rows"] == figures["leads"] and "never seen in training" in held["where"]
+    assert abs(held["metrics"]["roc_auc"] - figures["challenger_roc_auc"]) < 1e-4
+    tested = registry.show(cycle.version)["test_metrics"]
+    assert {"roc_auc", "precision", "recall", "f1", "accuracy"} <= set(tested)
     retrain = [e for e in registry.events() if e["event"] == "retrain"]
     assert [(e["actor"], e["decision"]) for e in retrain] == [("loop-replay", "promote")]
     # on the same matured leads, scored after the promotion: the promoted model ranks them better

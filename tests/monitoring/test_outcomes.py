@@ -82,3 +82,33 @@ def test_cli_import_errors_are_one_line(tmp_path, capsys):
     assert "column 'lead_id' not found" in capsys.readouterr().err
     assert main(["outcomes", "import", "--db", db]) == 2
     assert "give either --input FILE or --query SQL" in capsys.readouterr().err
+
+
+def _indexes(engine):
+    import sqlalchemy as sa
+
+    return {i["name"] for i in sa.inspect(engine).get_indexes("prediction_log")}
+
+
+def test_frame_of_selected_leads_and_the_time_index(tmp_path):
+    import sqlalchemy as sa
+
+    from leadscore.monitoring.outcomes import OutcomeStore
+    from leadscore.monitoring.predlog import open_database
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine, log, outcomes = open_database(url, "prediction_log", "outcomes")
+    store = OutcomeStore(engine, outcomes)
+    for lead, converted in (("a", True), ("b", False), ("c", True)):
+        store.record(lead, converted, None)
+    chosen = sa.select(outcomes.c.lead_id).where(outcomes.c.lead_id != "b")
+    assert sorted(store.frame(chosen)["lead_id"]) == ["a", "c"]
+    assert sorted(store.frame()["lead_id"]) == ["a", "b", "c"]
+    assert "ix_prediction_log_scored_at" in _indexes(engine)
+    # a log made before the index existed gets it when opened
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_prediction_log_scored_at"))
+    engine.dispose()
+    engine, _, _ = open_database(url, "prediction_log", "outcomes")
+    assert "ix_prediction_log_scored_at" in _indexes(engine)
+    engine.dispose()

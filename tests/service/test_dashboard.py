@@ -4,6 +4,7 @@ page itself in Chromium against a real `leadscore serve --workers 2`."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -29,7 +30,9 @@ from leadscore.monitoring.checks import drift_by_period
 from leadscore.monitoring.exposition import save_states
 from leadscore.monitoring.predlog import open_database, read_lead_scores, read_recent
 from leadscore.scoring.scorer import Scorer
+from leadscore.service import dashboard_cache
 from leadscore.service.app import create_app
+from leadscore.service.dashboard_cache import PanelCache, default_jobs, keep_warm
 from leadscore.service.routes import SESSION_COOKIE
 from leadscore.service.settings import ServiceSettings
 
@@ -377,6 +380,90 @@ def test_segments_split_leads_by_their_defining_trait_with_conversion_by_hand(cl
     assert client.get("/v1/dashboard/segments?k=13", headers=key).status_code == 422
 
 
+# --- the panels' cache: fresh, then stale while recomputed in the background ------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _settled(cache: PanelCache) -> None:
+    deadline = time.monotonic() + 10
+    while cache.pending():
+        assert time.monotonic() < deadline, "background computation did not finish"
+        time.sleep(0.01)
+
+
+def test_panel_cache_answers_stale_while_it_recomputes_in_the_background() -> None:
+    clock, calls = Clock(), []
+
+    def compute() -> int:
+        calls.append(clock.now)
+        return len(calls)
+
+    cache = PanelCache(fresh=30, stale=900, clock=clock)
+    assert cache.get("k", compute) == 1 and calls == [0.0]      # absent: computed in the request
+    clock.now = 29.9
+    assert cache.get("k", compute) == 1 and calls == [0.0]      # fresh: as kept
+    clock.now = 31
+    assert cache.get("k", compute) == 1                          # stale: the kept answer at once ...
+    _settled(cache)
+    assert calls == [0.0, 31] and cache.get("k", compute) == 2   # ... and its successor computed aside
+    clock.now = 31 + 900
+    assert cache.get("k", compute) == 3 and cache.pending() == 0  # too old to show: computed in the request
+
+    def broken() -> int:
+        raise ValueError("the store went away")
+
+    clock.now += 31
+    assert cache.get("k", broken) == 3                           # a failed refresh keeps the older answer
+    _settled(cache)
+    assert cache.get("k", compute) == 3                          # and the next request tries again
+    _settled(cache)
+    assert cache.get("k", compute) == 4
+
+
+def test_panel_cache_warms_only_what_is_missing_or_old() -> None:
+    clock, calls = Clock(), []
+    cache = PanelCache(fresh=30, stale=900, clock=clock)
+    cache.warm("k", lambda: calls.append("a") or "a")
+    _settled(cache)
+    assert calls == ["a"] and cache.get("k", lambda: "request") == "a"   # computed ahead of the request
+    clock.now = 100
+    cache.warm("k", lambda: calls.append("b") or "b", older_than=780)
+    _settled(cache)
+    assert calls == ["a"]                                                # young enough: left alone
+    clock.now = 800
+    cache.warm("k", lambda: calls.append("c") or "c", older_than=780)
+    _settled(cache)
+    assert calls == ["a", "c"] and cache.get("k", lambda: "request") == "c"
+
+
+def test_keep_warm_computes_the_default_panels_of_the_served_version(client: TestClient) -> None:
+    svc = client.app.state.service  # type: ignore[attr-defined]
+    served = svc.holder.current
+    stop = threading.Event()
+    worker = threading.Thread(target=keep_warm, args=(svc, stop), kwargs={"every": 0.05}, daemon=True)
+    worker.start()
+    try:
+        keys = [key for key, _ in default_jobs(svc, served)]
+        deadline = time.monotonic() + 30
+        while not all(dashboard_cache.PANEL_CACHE.age(key) is not None for key in keys):
+            assert time.monotonic() < deadline, "the default panels were not computed"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert {key[3] for key in keys} == {"performance", "drift", "segments", "scores"}
+    assert all(served.version in key for key in keys if key[3] != "scores")
+    body = client.get("/v1/dashboard/segments", headers={"X-API-Key": SCORER_KEY}).json()
+    kept = dashboard_cache.PANEL_CACHE.get(keys[2], lambda: None)
+    assert body == kept.model_dump(mode="json")  # the page's first request is answered from the cache
+
+
 # --- the page in a browser against a real server --------------------------------------------------------
 
 @pytest.fixture
@@ -384,7 +471,8 @@ def server(tmp_path: Path, bundles: tuple[Path, Path]) -> Iterator[tuple[Server,
     reg, v1, v2 = make_registry(tmp_path / "registry", bundles)
     port = free_port()
     argv = [sys.executable, *SERVE, "--port", str(port), "--workers", "2", "--registry", str(reg.root),
-            "--keys", str(write_keys(tmp_path / "keys.yaml")), "--rate-limit", "0", "--poll-interval", "0.2"]
+            "--keys", str(write_keys(tmp_path / "keys.yaml")), "--rate-limit", "0", "--poll-interval", "0.2",
+            "--no-warm-dashboard"]  # the panels as the test leaves the store, not as a warm-up found it
     srv = launch(argv, tmp_path / "serve.log", 2, reg.root, port=port)
     try:
         srv.wait_ready()

@@ -80,7 +80,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         journal_dir=Path(args.journal) if args.journal else None,
         train_crm=Path(args.train_crm) if args.train_crm else None,
         train_params=Path(args.train_params) if args.train_params else
-        (Path("params.yaml") if Path("params.yaml").exists() else None))
+        (Path("params.yaml") if Path("params.yaml").exists() else None),
+        warm_dashboard=not args.no_warm_dashboard)
     run(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
         access_log=not args.no_access_log)
 
@@ -122,6 +123,9 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level (default: %(default)s)")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    p.add_argument("--no-warm-dashboard", action="store_true",
+                   help="compute the dashboard's heavy panels only when asked (default: in the background "
+                        "at start, for each new model version and before a kept answer expires)")
     p.add_argument("--train-crm", metavar="DIR",
                    help="CRM tables that POST /v1/model/train retrains on (without it: 503)")
     p.add_argument("--train-params", metavar="FILE",

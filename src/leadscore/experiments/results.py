@@ -112,7 +112,7 @@ def results_from_store(url: str, name: str, settings: ExperimentParams, *, now: 
     try:
         store = ExperimentStore(engine)
         experiment = store.get(name)
-        known = OutcomeStore(engine, outcomes).frame()
+        known = OutcomeStore(engine, outcomes).frame(store.exposed_leads(name))
         return experiment_results(experiment, store.exposure_frame(name), known, settings, now=now,
                                   revenue=revenue)
     finally:

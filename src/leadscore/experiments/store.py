@@ -293,6 +293,10 @@ class ExperimentStore:
         frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
         return frame.astype({"lead_id": str, "arm": str})
 
+    def exposed_leads(self, name: str) -> sa.Select[Any]:
+        """A query of the lead ids in the experiment (to read only their outcomes)."""
+        return sa.select(self.exposures.c.lead_id).where(self.exposures.c.experiment == name)
+
     def counts(self, name: str) -> dict[str, int]:
         """Leads assigned so far per arm."""
         table = self.exposures

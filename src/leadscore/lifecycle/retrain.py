@@ -24,6 +24,9 @@ from leadscore.artifacts.bundle import save_bundle
 from leadscore.artifacts.registry import Registry
 from leadscore.core.config import Params
 from leadscore.core.exceptions import DataValidationError, LeadscoreError
+from leadscore.data.schema import prepare_features
+from leadscore.evaluation.decision import saved_threshold, saved_tiers, threshold_metrics
+from leadscore.evaluation.holdout import holdout_summary
 from leadscore.lifecycle.promotion import decide_and_apply, holdout_evidence
 from leadscore.training.build import snapshot_bundle
 
@@ -141,6 +144,24 @@ def split_holdout(labelled: pd.DataFrame, months: int) -> tuple[pd.DataFrame, pd
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
+def held_back_metrics(bundle: Any, holdout: pd.DataFrame, *, seed: int = 42) -> dict[str, Any]:
+    """The new model's ``holdout`` summary and ``test_metrics`` on the held-back months (what the
+    pipeline's export records for the test period), so that the registry, the dashboard and the
+    performance checks see its held-out quality; nothing when they hold one outcome only."""
+    labels = holdout["label"].astype(int).to_numpy()
+    if len(set(labels)) < 2:
+        return {}
+    probability = bundle.model.predict_proba(prepare_features(holdout, bundle.schema))[:, 1]
+    created = pd.to_datetime(holdout["created_at"])
+    threshold = saved_threshold(bundle.metadata)
+    summary = holdout_summary(labels, probability, threshold=threshold, tiers=saved_tiers(bundle.metadata),
+                              seed=seed, where=f"held-back months: the {len(holdout):,} leads created "
+                                               f"{created.min():%Y-%m-%d} to {created.max():%Y-%m-%d}, "
+                                               "never seen in training")
+    return {"holdout": summary,
+            "test_metrics": {**summary["metrics"], **threshold_metrics(probability, labels, threshold)}}
+
+
 def retrain(registry: Registry, labelled: pd.DataFrame, params: Params, *, now: pd.Timestamp,
             alerts: list[str] | None = None, if_needed: bool = True, progress: bool = False) -> Cycle:
     """One retraining cycle on ``labelled`` snapshot rows (closed label windows, ``label`` 0/1).
@@ -165,6 +186,7 @@ def retrain(registry: Registry, labelled: pd.DataFrame, params: Params, *, now: 
         train, holdout = split_holdout(labelled, params.retrain.holdout_months)
         trained, bundle = snapshot_bundle(train, params, progress=progress)
         bundle.metadata["labelled_until"] = pd.to_datetime(labelled["created_at"]).max().isoformat()
+        bundle.metadata.update(held_back_metrics(bundle, holdout, seed=params.seed))
         with tempfile.TemporaryDirectory(prefix="leadscore-retrain-") as tmp:
             version = registry.register(save_bundle(bundle, Path(tmp) / "bundle"))
         cycle.ran, cycle.version = True, version

@@ -70,10 +70,14 @@ class OutcomeStore:
             found = conn.execute(sa.select(self.table).where(self.table.c.lead_id == lead_id)).first()
         return None if found is None else dict(found._mapping)
 
-    def frame(self) -> pd.DataFrame:
-        """Every outcome as a DataFrame (lead_id, converted, converted_at, recorded_at)."""
+    def frame(self, leads: sa.Select[Any] | None = None) -> pd.DataFrame:
+        """Every outcome (of the lead ids ``leads`` selects, when given) as a DataFrame (lead_id, converted,
+        converted_at, recorded_at)."""
+        query = sa.select(self.table)
+        if leads is not None:
+            query = query.where(self.table.c.lead_id.in_(leads.scalar_subquery()))
         with self.engine.connect() as conn:
-            frame = pd.read_sql(sa.select(self.table), conn)
+            frame = pd.read_sql(query, conn)
         for column in ("converted_at", "recorded_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame.astype({"lead_id": str, "converted": bool})

@@ -56,6 +56,10 @@ def _entry_index(table_name: str) -> str:
     return f"ux_{table_name}_{ENTRY}"
 
 
+def _time_index(table_name: str) -> str:
+    return f"ix_{table_name}_scored_at"
+
+
 def build_tables(metadata: sa.MetaData, log_table: str, outcomes_table: str) -> tuple[sa.Table, sa.Table]:
     """The prediction-log and outcomes tables in ``metadata``."""
     schema, name = _split(log_table)
@@ -73,6 +77,7 @@ def build_tables(metadata: sa.MetaData, log_table: str, outcomes_table: str) -> 
         sa.Column("scored_at", UtcDateTime, nullable=False),
         sa.Column(ENTRY, sa.Text),
         sa.Index(_entry_index(name), ENTRY, unique=True),
+        sa.Index(_time_index(name), "scored_at"),  # every read of recent scores: newest first, since a time
         schema=schema,
     )
     schema, name = _split(outcomes_table)
@@ -125,7 +130,19 @@ def open_database(url: str, log_table: str, outcomes_table: str) -> tuple[sa.Eng
                 raise StoreError(f"prediction log: cannot create tables in {where}: "
                                  f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from exc
     _add_entry_column(engine, predictions, where)
+    _add_time_index(engine, predictions)
     return engine, predictions, outcomes
+
+
+def _add_time_index(engine: sa.Engine, table: sa.Table) -> None:
+    """Give a prediction log made by an earlier release its index on ``scored_at`` (a one-time build;
+    a log that cannot take it is still read, only slower)."""
+    index = next(i for i in table.indexes if i.name == _time_index(table.name))
+    try:
+        index.create(engine, checkfirst=True)
+    except sa.exc.SQLAlchemyError as exc:  # another worker building it, or no right to: reads still work
+        log.warning("prediction log: no index on scored_at (%s)",
+                    str(getattr(exc, "orig", exc)).strip().splitlines()[0])
 
 
 def _add_entry_column(engine: sa.Engine, table: sa.Table, where: str) -> None:

@@ -9,6 +9,7 @@ request schema generated from the served model and is rebuilt when the served ve
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from pydantic.json_schema import models_json_schema
 from leadscore import __version__
 from leadscore.service import redact
 from leadscore.service.dashboard import router as dashboard_router
+from leadscore.service.dashboard_cache import keep_warm
 from leadscore.service.errors import install_error_handlers
 from leadscore.service.experiment_routes import router as experiment_router
 from leadscore.service.middleware import BodyLimit, RequestContext
@@ -59,9 +61,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(svc.start)
+        stop = threading.Event()
+        if settings.warm_dashboard:
+            threading.Thread(target=keep_warm, args=(svc, stop), name="dashboard-warm", daemon=True).start()
         try:
             yield
         finally:
+            stop.set()
             await run_in_threadpool(svc.stop)
 
     app = FastAPI(title="leadscore", version=__version__, description=DESCRIPTION, lifespan=lifespan)

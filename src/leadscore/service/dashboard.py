@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,10 +21,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from leadscore.monitoring.drift import DriftThresholds
 from leadscore.monitoring.exposition import load_states
-from leadscore.monitoring.predlog import read_served
-from leadscore.service import dashboard_data
+from leadscore.service import dashboard_cache, dashboard_data
 from leadscore.service.auth import ApiKey, SlowHashThrottled
 from leadscore.service.errors import request_id
 from leadscore.service.ratelimit import retry_after
@@ -49,11 +46,12 @@ POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 
           "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": POLICY, "Cache-Control": "no-store",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-days_query = Query(30, ge=1, le=365, description="look back this many days")
-weeks_query = Query(26, ge=1, le=104, description="look back this many weeks")
+days_query = Query(dashboard_cache.DAYS, ge=1, le=365, description="look back this many days")
+weeks_query = Query(dashboard_cache.WEEKS, ge=1, le=104, description="look back this many weeks")
 all_query = Query(False, description="every version's weeks, not only the served version's")
-drift_weeks_query = Query(12, ge=1, le=52, description="look back this many weeks")
-segment_days_query = Query(90, ge=1, le=365, description="cluster the leads scored in this many days")
+drift_weeks_query = Query(dashboard_cache.DRIFT_WEEKS, ge=1, le=52, description="look back this many weeks")
+segment_days_query = Query(dashboard_cache.SEGMENT_DAYS, ge=1, le=365,
+                           description="cluster the leads scored in this many days")
 k_query = Query(None, ge=2, le=12, description="number of segments (default: params.yaml's clusters.k)")
 
 
@@ -141,16 +139,18 @@ def whoami(key: ApiKey = scorer_key) -> WhoAmI:
 def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
     """The served model: version, training window, precision, recall, F1, ROC-AUC and accuracy on the
     test set (None where the metadata lacks them) and its ten most important features."""
-    return dashboard_data.model_summary(served_model(service(request)))
+    svc = service(request)
+    svc.holder.refresh()  # a switch made elsewhere (a training job, another worker): follow it now
+    return dashboard_data.model_summary(served_model(svc))
 
 
 @router.get("/v1/dashboard/scores", response_model=ScoreSummary, tags=["dashboard"],
             responses=_errors(401, 403, 429, 503))
 def scores_panel(request: Request, days: int = days_query, key: ApiKey = scorer_key) -> ScoreSummary:
     """Score histogram and tier counts of the leads served in the last `days` days (newest 50,000 at most;
-    a challenger's shadow scores excluded)."""
-    predlog = service(request).predlog
-    return dashboard_data.score_summary(predlog.engine, predlog.table, days=days, now=datetime.now(UTC))
+    a challenger's shadow scores excluded). Fresh for 30 s (see the performance panel)."""
+    found: ScoreSummary = _cached(request, *dashboard_cache.scores_job(service(request), days))
+    return found
 
 
 @router.get("/v1/leads/{lead_id}/scores", response_model=LeadHistory, tags=["dashboard"],
@@ -166,6 +166,16 @@ def lead_scores(request: Request, lead_id: str = Path(min_length=1, max_length=2
     return found
 
 
+def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """The panel's kept answer (:class:`~leadscore.service.dashboard_data.PanelCache`); 503 when the log
+    cannot be read."""
+    try:
+        return dashboard_cache.PANEL_CACHE.get(key, compute)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("cannot read the prediction log: %s", str(getattr(exc, "orig", exc)).strip())
+        raise HTTPException(503, "the prediction log cannot be read") from None
+
+
 @router.get("/v1/dashboard/performance", response_model=PerformanceOverTime, tags=["dashboard"],
             responses=_errors(401, 403, 429, 503))
 def performance_panel(request: Request, weeks: int = weeks_query, all_versions: bool = all_query,
@@ -174,34 +184,13 @@ def performance_panel(request: Request, weeks: int = weeks_query, all_versions: 
     with `all_versions`), those whose label matured (the model's label window), their realized conversion
     and ROC-AUC (when enough are labelled), for weeks with open leads the estimated conversion and ROC-AUC
     with 95% intervals (calibrated probabilities, conversion delays of matured leads), with the registry's
-    activations, rollbacks, gate decisions and retrain cycles of that range. Kept 30 s per version and
-    range."""
+    activations, rollbacks, gate decisions and retrain cycles of that range. An answer is fresh for 30 s;
+    for 15 minutes more it is answered at once while the next one is computed (`computed_at` says when
+    it was)."""
     svc = service(request)
-    served = served_model(svc)
-    predlog = svc.predlog
-    window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
-
-    def compute() -> PerformanceOverTime:
-        return dashboard_data.performance_over_time(
-            predlog.engine, predlog.table, svc.outcomes.frame(), svc.registry.events(),
-            version=served.version, weeks=weeks, window_days=window, now=datetime.now(UTC),
-            all_versions=all_versions)
-
-    found: PerformanceOverTime = _cached(request, ("performance", served.version, weeks, all_versions),
-                                         compute)
+    job = dashboard_cache.performance_job(svc, served_model(svc), weeks, all_versions)
+    found: PerformanceOverTime = _cached(request, *job)
     return found
-
-
-def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()``, kept 30 s per store, registry and ``key``; 503 when the log cannot be read."""
-    svc = service(request)
-    predlog = svc.predlog
-    try:
-        return dashboard_data.PERFORMANCE_CACHE.get(
-            (str(predlog.engine.url), predlog.table.name, str(svc.registry.root), *key), compute)
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("cannot read the prediction log: %s", str(getattr(exc, "orig", exc)).strip())
-        raise HTTPException(503, "the prediction log cannot be read") from None
 
 
 @router.get("/v1/dashboard/drift", response_model=DriftOverTime, tags=["dashboard"],
@@ -209,21 +198,9 @@ def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) 
 def drift_panel(request: Request, weeks: int = drift_weeks_query, key: ApiKey = scorer_key) -> DriftOverTime:
     """PSI against the training profile per feature and week of the leads the served version scored in
     the last `weeks` weeks (the newest 20,000 at most), the score's own drift first, then the 15 most
-    drifted features; states as `leadscore monitor check` judges them. Kept 30 s."""
+    drifted features; states as `leadscore monitor check` judges them. Kept as the performance panel."""
     svc = service(request)
-    served = served_model(svc)
-    settings = svc.params.monitoring
-
-    def compute() -> DriftOverTime:
-        since = datetime.now(UTC) - timedelta(weeks=weeks)
-        frame = read_served(svc.predlog.engine, svc.predlog.table, since=since, version=served.version,
-                            limit=dashboard_data.MAX_DRIFT + 1, inputs=True)
-        return dashboard_data.drift_over_time(
-            frame.head(dashboard_data.MAX_DRIFT), served.scorer.bundle, version=served.version, weeks=weeks,
-            since=since, truncated=len(frame) > dashboard_data.MAX_DRIFT,
-            thresholds=DriftThresholds.from_settings(settings), ignore=settings.ignore)
-
-    found: DriftOverTime = _cached(request, ("drift", served.version, weeks), compute)
+    found: DriftOverTime = _cached(request, *dashboard_cache.drift_job(svc, served_model(svc), weeks))
     return found
 
 
@@ -234,22 +211,10 @@ def segments_panel(request: Request, days: int = segment_days_query, k: int | No
     """k-means segments of the leads the served version scored in the last `days` days (each lead's newest
     score; the newest 5,000 leads at most): size, realized conversion of those whose label matured, mean
     predicted probability, defining traits, and up to 600 leads placed on the first two principal
-    components for a scatter. Kept 30 s."""
+    components for a scatter. Kept as the performance panel."""
     svc = service(request)
-    served = served_model(svc)
-    clusters = k or svc.params.clusters_k
-    window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
-
-    def compute() -> SegmentSummary:
-        now = datetime.now(UTC)
-        frame = read_served(svc.predlog.engine, svc.predlog.table, since=now - timedelta(days=days),
-                            version=served.version, limit=dashboard_data.MAX_SEGMENT + 1, inputs=True)
-        return dashboard_data.segment_summary(
-            frame.head(dashboard_data.MAX_SEGMENT), svc.outcomes.frame(), served.scorer.bundle,
-            version=served.version, days=days, k=clusters, truncated=len(frame) > dashboard_data.MAX_SEGMENT,
-            window_days=window, now=now, seed=svc.params.seed)
-
-    found: SegmentSummary = _cached(request, ("segments", served.version, days, clusters), compute)
+    found: SegmentSummary = _cached(request, *dashboard_cache.segments_job(svc, served_model(svc), days,
+                                                            k or svc.params.clusters_k))
     return found
 
 

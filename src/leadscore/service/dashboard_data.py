@@ -7,9 +7,7 @@ Each function is thin: it shapes what :mod:`leadscore.modeling.importance` and
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,7 +61,6 @@ TOP_DRIFT = 15           # features in the heatmap at most (the most drifted)
 MAX_SEGMENT = 5_000      # newest scored leads clustered at most
 MAX_POINTS = 600         # leads drawn in the segments' scatter at most
 MIN_PER_SEGMENT = 10     # leads per cluster needed on average before clustering
-CACHE_SECONDS = 30.0
 MARKED_EVENTS = ("activate", "rollback", "gate", "retrain", "challenger")
 
 
@@ -213,8 +210,7 @@ def performance_over_time(engine: sa.Engine, table: sa.Table, outcomes: pd.DataF
     frame = frame.head(MAX_PERFORMANCE)
     series: list[PerformanceWeek] = []
     if len(frame):
-        known = outcomes[outcomes["lead_id"].astype(str).isin(set(frame["lead_id"].astype(str)))]
-        labelled = label_scores(frame, known, window_days=window_days, now=pd.Timestamp(now))
+        labelled = label_scores(frame, outcomes, window_days=window_days, now=pd.Timestamp(now))
         table_ = realized_performance(labelled, by="week", min_labelled=MIN_LABELLED, n_boot=N_BOOT)
         estimated = _estimates(labelled, window_days=window_days, now=pd.Timestamp(now))
         for row in table_.to_dict("records"):
@@ -230,32 +226,6 @@ def performance_over_time(engine: sa.Engine, table: sa.Table, outcomes: pd.DataF
         series=series, events=event_markers(events, since))
 
 
-class TimedCache:
-    """Answers kept ``ttl`` seconds per key (one per worker process), so a refreshing page does not
-    recompute them."""
-
-    def __init__(self, ttl: float = CACHE_SECONDS, size: int = 64) -> None:
-        self.ttl, self.size = ttl, size
-        self._lock = threading.Lock()
-        self._kept: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            found = self._kept.get(key)
-            if found is not None and now - found[0] < self.ttl:
-                return found[1]
-        value = compute()
-        with self._lock:
-            if len(self._kept) >= self.size:
-                self._kept = {k: v for k, v in self._kept.items() if now - v[0] < self.ttl}
-                if len(self._kept) >= self.size:
-                    self._kept.clear()
-            self._kept[key] = (time.monotonic(), value)
-        return value
-
-
-PERFORMANCE_CACHE = TimedCache()
 GROUPS = {"drift": "drift", "score_drift": "score_drift", "performance": "performance",
           "estimated_performance": "performance"}
 
@@ -320,8 +290,7 @@ def _labels(frame: pd.DataFrame, outcomes: pd.DataFrame, *, window_days: float, 
     named = frame[frame["lead_id"].notna()]
     if named.empty:
         return pd.Series(np.nan, index=frame.index)
-    known = outcomes[outcomes["lead_id"].astype(str).isin(set(named["lead_id"].astype(str)))]
-    labelled = label_scores(named, known, window_days=window_days, now=pd.Timestamp(now))
+    labelled = label_scores(named, outcomes, window_days=window_days, now=pd.Timestamp(now))
     by_lead = pd.Series(labelled["label"].to_numpy(float), index=labelled["lead_id"].astype(str))
     return frame["lead_id"].map(lambda lead: by_lead.get(str(lead), np.nan) if lead is not None else np.nan) \
         .astype(float)

@@ -77,7 +77,8 @@ def results(name: str, request: Request, key: ApiKey = scorer_key) -> Response:
     svc = service(request)
     store = svc.experiments.store
     experiment = store.get(name)
-    found = experiment_results(experiment, store.exposure_frame(name), svc.outcomes.frame(),
+    found = experiment_results(experiment, store.exposure_frame(name),
+                               svc.outcomes.frame(store.exposed_leads(name)),
                                svc.experiments.params.experiments, now=pd.Timestamp(datetime.now(UTC)))
     return Response(dumps(found.to_dict()), media_type="application/json")
 

@@ -164,6 +164,7 @@ def model_info(request: Request, key: ApiKey = scorer_key) -> ModelInfo:
 def model_versions(request: Request, key: ApiKey = scorer_key) -> VersionsResponse:
     """Every registered version, newest first."""
     svc = service(request)
+    svc.holder.refresh()  # a switch made elsewhere (a training job, another worker): follow it now
     serving = svc.holder.current.version if svc.holder.current else None
     infos = svc.registry.versions()
     return VersionsResponse(

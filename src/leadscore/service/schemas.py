@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pandas as pd
@@ -382,6 +382,8 @@ class ScoreSummary(BaseModel):
     limit: int
     bins: list[ScoreBin]
     tiers: dict[str, int]
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
+                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class LeadScoreEntry(BaseModel):
@@ -442,6 +444,8 @@ class PerformanceOverTime(BaseModel):
     matured_weeks: int
     series: list[PerformanceWeek]
     events: list[EventMarker]
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
+                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class DriftCell(BaseModel):
@@ -470,6 +474,8 @@ class DriftOverTime(BaseModel):
     features: list[str]
     cells: list[DriftCell]
     note: str | None = None
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
+                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class Segment(BaseModel):
@@ -507,6 +513,8 @@ class SegmentSummary(BaseModel):
     segments: list[Segment]
     points: list[SegmentPoint]
     note: str | None = None
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
+                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class MonitorEntry(BaseModel):

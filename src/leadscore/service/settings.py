@@ -59,6 +59,8 @@ class ServiceSettings:
         and table (a server adopts only the journals of its own destination).
     train_crm, train_params : the CRM tables (and settings file) ``POST /v1/model/train`` retrains on;
         without ``train_crm`` that endpoint answers 503.
+    warm_dashboard : compute the dashboard's heavy panels in the background (at start, for each new
+        served version, and before a kept answer expires) so opening the page does not wait for them.
     """
 
     registry: Path = Path("registry")
@@ -79,6 +81,7 @@ class ServiceSettings:
     journal_dir: Path | None = None
     train_crm: Path | None = None
     train_params: Path | None = None
+    warm_dashboard: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registry", Path(self.registry))

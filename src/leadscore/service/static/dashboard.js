@@ -195,7 +195,8 @@ function timeline(svg, weeks, events) {
 
 function stateBars(svg, items) {
   clear(svg);
-  const box = svg.viewBox.baseVal, left = 130, right = 60, row = Math.min(22, (box.height - 10) / items.length);
+  svg.setAttribute("viewBox", `0 0 420 ${10 + 22 * items.length}`);
+  const box = svg.viewBox.baseVal, left = 130, right = 60, row = 22;
   const max = Math.max(...items.map(d => d.value || 0), 0.25);
   items.forEach((d, i) => {
     const y = 5 + i * row, w = (box.width - left - right) * (d.value || 0) / max;
@@ -232,7 +233,7 @@ function heatmap(svg, d) {
     if (c % every) return;
     svg.appendChild(shape("text", { x: left + (c + 0.5) * colW, y: top + rowH * d.features.length + 14, "text-anchor": "middle" }, p.slice(5)));
   });
-  svg.appendChild(shape("text", { x: left, y: height - 4 }, "week (Monday); colour: state, number: PSI"));
+  svg.appendChild(shape("text", { x: left, y: height - 4 }, "week (Monday); colour: state (grey: too few leads), number: PSI"));
 }
 
 function scatter(svg, points, names) {
@@ -276,7 +277,7 @@ async function loadScores() {
   const s = result.body;
   vbars($("histogram"), s.bins.map(b => ({ label: `${b.low}`, value: b.count })));
   hbars($("tiers"), Object.entries(s.tiers).map(([t, c]) => ({ label: t, value: c, text: String(c) })), { empty: "No leads scored" });
-  note("scores-note", `${s.count} lead score(s) in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit} shown)` : ""}.`);
+  note("scores-note", `${s.count} lead score(s) in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit} shown)` : ""}.${asOf(s)}`);
 }
 
 const EVENT_NAMES = { activate: "activation", rollback: "rollback", gate: "gate decision", retrain: "retrain cycle", challenger: "challenger" };
@@ -300,7 +301,7 @@ async function loadPerformance() {
     ? `${scored} lead(s) scored by ${p.version}, ${labelled} with a matured label (${p.label_window_days}-day window); ROC-AUC needs ${p.min_labelled} labelled leads of both outcomes in a week.`
     : `No matured week yet: none of the ${scored} lead(s) scored by ${p.version} in the last ${p.weeks} week(s) has a label (converted, lost, or ${p.label_window_days} days passed).`;
   const guessed = estimated.length ? ` ${estimated.length} week(s) with open leads are estimated from the calibrated scores.` : "";
-  note("performance-note", `${words}${guessed}${kinds.length ? ` Events: ${kinds.join(", ")}.` : ""}${p.truncated ? ` Newest ${p.limit} scores only.` : ""}`);
+  note("performance-note", `${words}${guessed}${kinds.length ? ` Events: ${kinds.join(", ")}.` : ""}${p.truncated ? ` Newest ${p.limit} scores only.` : ""}${asOf(p)}`);
 }
 
 async function loadMonitoring() {
@@ -328,7 +329,11 @@ async function loadDrift() {
   if (d.note || !d.periods.length) { message($("drift-heatmap"), "No drift to show"); note("heatmap-note", d.note || ""); return; }
   heatmap($("drift-heatmap"), d);
   const alerts = d.cells.filter(c => c.state === "alert").length, warns = d.cells.filter(c => c.state === "warn").length;
-  note("heatmap-note", `${d.leads} lead score(s) by ${d.version} over ${d.periods.length} week(s)${d.truncated ? ` (newest ${d.limit})` : ""}: ${alerts} alert and ${warns} warning cell(s) among the score and the ${d.features.length - 1} most drifted features.`);
+  note("heatmap-note", `${d.leads} lead score(s) by ${d.version} over ${d.periods.length} week(s)${d.truncated ? ` (newest ${d.limit})` : ""}: ${alerts} alert and ${warns} warning cell(s) among the score and the ${d.features.length - 1} most drifted features.${asOf(d)}`);
+}
+
+function asOf(body) {
+  return body.computed_at ? ` Figures as of ${new Date(body.computed_at).toLocaleTimeString()}.` : "";
 }
 
 function pct(value) { return value === null || value === undefined ? "n/a" : `${fmt(100 * value, 1)}%`; }
@@ -353,7 +358,7 @@ async function loadSegments() {
     body.appendChild(row);
   });
   scatter($("segments-scatter"), s.points, names);
-  note("segments-note", `${s.leads} lead(s) scored by ${s.version} in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit})` : ""}, in ${s.segments.length} k-means segments on the numeric features; ${s.points.length} drawn on the first two principal components. Conversion counts leads whose ${s.label_window_days}-day label matured.`);
+  note("segments-note", `${s.leads} lead(s) scored by ${s.version} in the last ${s.days} day(s)${s.truncated ? ` (newest ${s.limit})` : ""}, in ${s.segments.length} k-means segments on the numeric features; ${s.points.length} drawn on the first two principal components. Conversion counts leads whose ${s.label_window_days}-day label matured.${asOf(s)}`);
 }
 
 function adminOnly(button) {
@@ -365,7 +370,7 @@ async function switchModel(path, question) {
   if (!window.confirm(question)) return;
   const result = await api(path, { method: "POST" });
   note("versions-note", result.ok ? `Now serving ${result.body.active} (was ${result.body.previous || "none"}).` : detail(result), !result.ok);
-  await Promise.all([loadVersions(), loadModel()]);
+  await loadModelPanels();
 }
 
 async function loadVersions() {
@@ -401,9 +406,14 @@ async function pollJob(job) {
     log.hidden = false;
     log.textContent = (j.log_tail || []).join("\n") || "(no output yet)";
     note("versions-note", `Training job ${j.job}: ${j.state}${j.error ? ` (${j.error})` : ""}`, j.state === "failed");
-    if (j.state !== "running") { await Promise.all([loadVersions(), loadModel()]); return; }
+    if (j.state !== "running") { await loadModelPanels(); return; }
     await new Promise(done => setTimeout(done, 2000));
   }
+}
+
+/* every panel that depends on the served version, after it may have changed */
+async function loadModelPanels() {
+  await Promise.all([loadVersions(), loadModel(), loadPerformance(), loadDrift(), loadSegments()]);
 }
 
 async function train() {
