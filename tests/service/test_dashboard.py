@@ -28,7 +28,7 @@ from leadscore.artifacts.registry import Registry
 from leadscore.monitoring.alerts import CheckState
 from leadscore.monitoring.checks import drift_by_period
 from leadscore.monitoring.exposition import save_states
-from leadscore.monitoring.predlog import open_database, read_lead_scores, read_recent
+from leadscore.monitoring.predlog import count_logged, open_database, read_lead_scores, read_recent
 from leadscore.scoring.scorer import Scorer
 from leadscore.service import dashboard_cache
 from leadscore.service.app import create_app
@@ -127,8 +127,9 @@ def test_cookie_authorises_the_api_with_the_same_roles(client: TestClient,
 # --- the dashboard's JSON endpoints ---------------------------------------------------------------------
 
 def _wait_logged(client: TestClient, n: int) -> None:
+    predlog = client.app.state.service.predlog  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
-    while client.get("/v1/dashboard/scores?days=1", headers={"X-API-Key": SCORER_KEY}).json()["count"] < n:
+    while count_logged(predlog.engine, predlog.table) < n:
         assert time.monotonic() < deadline, "scores not logged"
         time.sleep(0.05)
 

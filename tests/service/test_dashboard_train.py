@@ -126,6 +126,9 @@ def test_train_now_runs_a_real_job_and_the_page_shows_the_new_model(tmp_path: Pa
             assert page.get_by_role("button", name=f"Activate {bad}").is_enabled()
             # the model panel shows the version the page's workers serve now, not the bad model
             expect(page.locator("#model-facts dd").first).to_have_text(new, timeout=10_000)
+            # with its five metrics on the held-back months (the note names any that is missing)
+            expect(page.locator("#model-note")).to_have_text("")
+            assert "n/a" not in (page.locator("#radar").text_content() or "n/a")
             assert not page.locator("#versions-note").evaluate("el => el.classList.contains('error')")
             notes = page.evaluate("() => window.__notes")
             assert notes[-1] == f"Training job {job}: succeeded"

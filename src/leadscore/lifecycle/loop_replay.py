@@ -30,7 +30,7 @@ from leadscore.data.snapshot import FEATURES
 from leadscore.evaluation.comparison import delong_roc_test
 from leadscore.evaluation.metrics import get_metric
 from leadscore.lifecycle.promotion import PROMOTE, decide_and_apply, holdout_evidence
-from leadscore.lifecycle.retrain import Cycle, check_triggers, retrain_lock, split_holdout
+from leadscore.lifecycle.retrain import Cycle, check_triggers, held_back_metrics, retrain_lock, split_holdout
 from leadscore.monitoring.alerts import CheckState, drift_states, performance_states
 from leadscore.monitoring.checks import drift_by_period
 from leadscore.monitoring.drift import ALERT, DriftThresholds
@@ -166,6 +166,7 @@ class _Walk:
         rows = train.drop(columns=[c for c in ACTIVITY_FEATURES if c in train]) if weaken else train
         trained, bundle = snapshot_bundle(rows, self.params)
         bundle.metadata["labelled_until"] = pd.to_datetime(labelled["created_at"]).max().isoformat()
+        bundle.metadata.update(held_back_metrics(bundle, holdout, seed=self.params.seed))
         with tempfile.TemporaryDirectory(prefix="leadscore-loop-") as tmp:
             version = self.registry.register(save_bundle(bundle, Path(tmp) / "bundle"),
                                              now=when.to_pydatetime())

@@ -164,7 +164,6 @@ class ModelHolder:
             signature = self._active_signature()
             if not force and signature == self._signature and self.current is not None:
                 return False
-            self._signature = signature
             try:
                 active = self.registry.active_version()
                 if active is None:
@@ -173,14 +172,19 @@ class ModelHolder:
                 challenger = self._challenger()
                 if self.current is not None and self.current.version == active \
                         and self.current.shadow_version == challenger:
+                    self._signature = signature
                     return False
                 served = self.prepare(active, challenger)
             except LeadscoreError as exc:
                 if str(exc) != self.last_error:
                     log.error("cannot serve the registry's active model: %s", exc)
                 self.last_error = str(exc)
+                self._signature = signature
                 return False
             self._install(served)
+            # only now: a caller that sees the pointer change while the new model loads waits for it on the
+            # lock instead of taking the unlocked path above and answering with the old model
+            self._signature = signature
             return True
 
     def _watch(self) -> None:
