@@ -408,18 +408,19 @@ def main() -> None:
                   "the browser included):")
             print("\n".join(fetch_lines(pages[kind])), flush=True)
 
-        paths = list(ENDPOINTS)
-        listed = httpx.get(f"{url}/v1/experiments", headers={"X-API-Key": key}, timeout=60).json()
-        paths += [f"/v1/experiments/{e['name']}/results" for e in listed.get("experiments", [])[:3]]
-        alone = time_endpoints(url, key, paths, args.cold, args.warm)
-        print(f"\nendpoints alone (httpx, one at a time): idle = first request after {CACHE_IDLE:.0f} s idle "
-              f"({plural(args.cold, 'round')}), warm = the next {args.warm} on the same connection")
-        for path in sorted(paths, key=lambda p: -float(np.median(alone[p]["cold"]))):
-            got = alone[path]
-            status = ",".join(str(s) for s in sorted(got["status"]))
-            print(f"  GET {path:<44} idle {spread([1000 * s for s in got['cold']])}; "
-                  f"warm {spread([1000 * s for s in got['warm']])}; {got['bytes'] / 1024:,.1f} kB"
-                  + ("" if status == "200" else f" (HTTP {status})"))
+        if args.cold:  # the endpoints alone: one round per idle period
+            paths = list(ENDPOINTS)
+            listed = httpx.get(f"{url}/v1/experiments", headers={"X-API-Key": key}, timeout=60).json()
+            paths += [f"/v1/experiments/{e['name']}/results" for e in listed.get("experiments", [])[:3]]
+            alone = time_endpoints(url, key, paths, args.cold, args.warm)
+            print(f"\nendpoints alone (httpx, one at a time): idle = first request after {CACHE_IDLE:.0f} s "
+                  f"idle ({plural(args.cold, 'round')}), warm = the next {args.warm} on the same connection")
+            for path in sorted(paths, key=lambda p: -float(np.median(alone[p]["cold"]))):
+                got = alone[path]
+                status = ",".join(str(s) for s in sorted(got["status"]))
+                print(f"  GET {path:<44} idle {spread([1000 * s for s in got['cold']])}; "
+                      f"warm {spread([1000 * s for s in got['warm']])}; {got['bytes'] / 1024:,.1f} kB"
+                      + ("" if status == "200" else f" (HTTP {status})"))
         print(f"rows: {counts.get(LOG_TABLE, 0):,} logged predictions", flush=True)
     finally:
         stop_server(proc)

@@ -154,11 +154,10 @@ function timeline(svg, weeks, events) {
     svg.appendChild(shape("line", { x1: left, y1: y(v), x2: box.width - right, y2: y(v), class: "axis" }));
     svg.appendChild(shape("text", { x: left - 4, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(1)));
   }
-  const seen = new Set();
-  weeks.forEach((w, i) => {
-    if (seen.has(w.week)) return;
-    seen.add(w.week);
-    svg.appendChild(shape("text", { x: x(times[i] + 3.5 * 864e5), y: bottom + 14, "text-anchor": "middle" }, w.week.slice(5)));
+  const labelled = [...new Set(weeks.map(w => w.week))].sort(), every = Math.ceil(labelled.length / 8);
+  labelled.forEach((week, i) => {  // at most 8 week labels: the rest in each dot's tooltip
+    if (i % every) return;
+    svg.appendChild(shape("text", { x: x(Date.parse(`${week}T00:00:00Z`) + 3.5 * 864e5), y: bottom + 14, "text-anchor": "middle" }, week.slice(5)));
   });
   weeks.forEach((w, i) => {  // estimates of weeks with open leads: hollow dot, 95% interval
     const px = x(times[i] + 3.5 * 864e5);
@@ -212,7 +211,7 @@ const STATE_CLASS = { ok: "state-ok", warn: "state-warn", alert: "state-alert" }
 
 function heatmap(svg, d) {
   clear(svg);
-  const left = 130, top = 8, bottom = 34, width = 420 - left - 8, rowH = 16;
+  const left = 150, top = 8, bottom = 34, width = 420 - left - 8, rowH = 16;
   const height = top + rowH * d.features.length + bottom;
   svg.setAttribute("viewBox", `0 0 420 ${height}`);
   const colW = width / d.periods.length, cells = new Map(d.cells.map(c => [`${c.feature}|${c.period}`, c]));
@@ -233,7 +232,7 @@ function heatmap(svg, d) {
     if (c % every) return;
     svg.appendChild(shape("text", { x: left + (c + 0.5) * colW, y: top + rowH * d.features.length + 14, "text-anchor": "middle" }, p.slice(5)));
   });
-  svg.appendChild(shape("text", { x: left, y: height - 4 }, "week (Monday); colour: state (grey: too few leads), number: PSI"));
+  svg.appendChild(shape("text", { x: 8, y: height - 4 }, "Week (Monday). Colour: state (grey: too few leads); number: PSI."));
 }
 
 function scatter(svg, points, names) {
