@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,13 +49,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
-from leadscore.artifacts.registry import Registry
-from leadscore.monitoring.outcomes import OutcomeStore
-from leadscore.monitoring.predlog import open_database
-from leadscore.monitoring.replay import log_rows, write_log
-from leadscore.scoring.scorer import Scorer
-from leadscore.service.auth import generate_key, hash_key
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_service import free_port, start_server, stop_server  # noqa: E402
+
+from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE  # noqa: E402
+from leadscore.artifacts.registry import Registry  # noqa: E402
+from leadscore.monitoring.outcomes import OutcomeStore  # noqa: E402
+from leadscore.monitoring.predlog import open_database  # noqa: E402
+from leadscore.monitoring.replay import log_rows, write_log  # noqa: E402
+from leadscore.scoring.scorer import Scorer  # noqa: E402
 
 CLI = [sys.executable, "-m", "leadscore.cli"]  # the console script, run by this interpreter
 WEEKS = 26
@@ -166,54 +165,14 @@ def store_counts(url: str) -> dict[str, int]:
 
 # --- the server ----------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(registry: Path, url_db: str, work: Path, workers: int,
-                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str, str, float]:
-    """`leadscore serve` on the store with a fresh admin key; returns once every worker serves the model
-    (each reports itself in /metrics) and /ready answers 200."""
-    key = generate_key()
-    keys = work / "keys.yaml"
-    keys.write_text(f"keys:\n  - name: bench-admin\n    role: admin\n    hash: {hash_key(key)}\n")
-    port = free_port()
-    argv = [*CLI, "serve", "--registry", str(registry), "--keys", str(keys), "--log-db", url_db,
-            "--journal", str(work / "journal"), "--workers", str(workers), "--port", str(port),
-            "--rate-limit", "0", "--no-access-log", "--log-level", "warning", *extra]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+def serve(registry: Path, url_db: str, work: Path, workers: int,
+          extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str, str, float]:
+    """`leadscore serve` on the store with a fresh admin key (its journal in ``work``); returns once every
+    worker serves the model, with the seconds that took."""
     began = time.monotonic()
-    with (work / "server.log").open("ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{(work / 'server.log').read_text()[-3000:]}")
-        try:
-            metrics = httpx.get(f"{url}/metrics", timeout=2).text
-            pids = set(re.findall(r'leadscore_model_loaded\{[^}]*pid="(\d+)"[^}]*\} 1\.0', metrics))
-            if (len(pids) >= workers or (workers == 1 and "leadscore_model_loaded{" in metrics)) \
-                    and httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url, key, time.monotonic() - began
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop_server(proc)
-    raise SystemExit("server not ready after 300 s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (graceful), then SIGKILL to its process group if it hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc, url, key = start_server(registry, work, workers, free_port(), log_url=url_db, role="admin",
+                                  extra=("--journal", str(work / "journal"), *extra))
+    return proc, url, key, time.monotonic() - began
 
 
 # --- the page ------------------------------------------------------------------------------------------
@@ -380,7 +339,7 @@ def main() -> None:
     print(f"  built in {time.perf_counter() - began:.1f} s (not timed: log {logged:.1f} s, monitor check "
           f"{checked:.1f} s, experiment {time.perf_counter() - began - logged - checked:.1f} s)", flush=True)
 
-    proc, url, key, ready = start_server(args.registry, url_db, work, args.workers, ("--no-warm-dashboard",))
+    proc, url, key, ready = serve(args.registry, url_db, work, args.workers, ("--no-warm-dashboard",))
     try:
         cold_start = first_load(url, key)
     finally:
@@ -388,7 +347,7 @@ def main() -> None:
     print(f"GET /dashboard on a server without warm-up (--no-warm-dashboard), first load after sign-in: "
           f"every panel drawn {ms(cold_start['ready'])} (DOMContentLoaded {ms(cold_start['dcl'])}); every "
           "heavy panel computed in its request", flush=True)
-    proc, url, key, ready = start_server(args.registry, url_db, work, args.workers)
+    proc, url, key, ready = serve(args.registry, url_db, work, args.workers)
     try:
         print(f"  server     leadscore serve --workers {args.workers} (rate limit and access log off), "
               f"ready in {ready:.1f} s; first load {args.warm_wait:.0f} s later (panels computed in the "

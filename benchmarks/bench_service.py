@@ -100,15 +100,16 @@ def free_port() -> int:
 
 
 def start_server(registry: Path, work: Path, workers: int, port: int, *, log_url: str | None = None,
-                 key: str | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
-    """``leadscore serve`` with a fresh key (or ``key``) and a throw-away SQLite log (or ``log_url``);
-    returns once every worker serves the model."""
+                 key: str | None = None, role: str = "scorer",
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str, str]:
+    """``leadscore serve`` (with ``extra`` options) and a fresh key of ``role`` (or ``key``) and a
+    throw-away SQLite log (or ``log_url``); returns once every worker serves the model."""
     key = key or generate_key()
     keys = work / "keys.yaml"
-    keys.write_text(f"keys:\n  - name: bench\n    role: scorer\n    hash: {hash_key(key)}\n")
+    keys.write_text(f"keys:\n  - name: bench\n    role: {role}\n    hash: {hash_key(key)}\n")
     argv = [sys.executable, *SERVE, "--registry", str(registry), "--keys", str(keys),
             "--log-db", log_url or f"sqlite:///{work / 'predictions.db'}", "--workers", str(workers),
-            "--port", str(port), "--rate-limit", "0", "--no-access-log", "--log-level", "warning"]
+            "--port", str(port), "--rate-limit", "0", "--no-access-log", "--log-level", "warning", *extra]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     with (work / "server.log").open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
