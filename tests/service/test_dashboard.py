@@ -20,9 +20,13 @@ import pytest
 import sqlalchemy as sa
 from browser_support import browser_context
 from conftest import PG_URL, make_flat_leads
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from server_support import SERVE, Server, free_port, launch, wait_until_served
 from service_support import ADMIN_KEY, LEAD, SCORER_KEY, fit_bundles, make_registry, to_payload, write_keys
 
+from leadscore.artifacts.bundle import load_bundle
 from leadscore.artifacts.paths import default_store_url
 from leadscore.artifacts.registry import Registry
 from leadscore.monitoring.alerts import CheckState
@@ -30,9 +34,10 @@ from leadscore.monitoring.checks import drift_by_period
 from leadscore.monitoring.exposition import save_states
 from leadscore.monitoring.predlog import count_logged, open_database, read_lead_scores, read_recent
 from leadscore.scoring.scorer import Scorer
-from leadscore.service import dashboard_cache
+from leadscore.service import dashboard_cache, dashboard_data
 from leadscore.service.app import create_app
 from leadscore.service.dashboard_cache import PanelCache, default_jobs, keep_warm
+from leadscore.service.dashboard_data import MAX_POINTS
 from leadscore.service.routes import SESSION_COOKIE
 from leadscore.service.settings import ServiceSettings
 
@@ -379,6 +384,50 @@ def test_segments_split_leads_by_their_defining_trait_with_conversion_by_hand(cl
     assert "20 are needed for 2 segments" in few["note"]
     assert client.get("/v1/dashboard/segments?k=1", headers=key).status_code == 422
     assert client.get("/v1/dashboard/segments?k=13", headers=key).status_code == 422
+
+
+@hypothesis_settings(max_examples=25, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_segments_account_for_every_lead_whatever_the_log(bundles: tuple[Path, Path], data: Any) -> None:
+    """Any log (repeated and missing lead ids, missing fields, any outcomes): every lead in one segment
+    once, labels counted only where an outcome or the window says so, the scatter a sample of them."""
+    bundle = load_bundle(bundles[0])
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    n = data.draw(st.one_of(st.integers(0, 20), st.integers(60, 120)), label="rows")
+    k = data.draw(st.integers(2, 4), label="k")
+    ids = data.draw(st.lists(st.one_of(st.none(), st.sampled_from([f"L{i}" for i in range(150)])),
+                             min_size=n, max_size=n), label="lead ids")
+    budgets = data.draw(st.lists(st.one_of(st.none(), st.floats(1, 1e7)), min_size=n, max_size=n))
+    ages = data.draw(st.lists(st.floats(0, 200), min_size=n, max_size=n), label="days since scoring")
+    frame = pd.DataFrame({
+        "lead_id": pd.Series(ids, dtype=object), "model_version": "v1", "probability": 0.3,
+        "scored_at": [now - timedelta(days=a) for a in ages],
+        "budget": budgets, "source": "referral", "created": "2024-03-01 10:00", "email": "a@acme.com"})
+    frame = frame.sort_values("scored_at", ascending=False, ignore_index=True)
+    decided = data.draw(st.dictionaries(st.sampled_from([f"L{i}" for i in range(150)]), st.booleans()))
+    converted_at = [now - timedelta(days=1) if c else None for c in decided.values()]
+    outcomes = pd.DataFrame({"lead_id": list(decided), "converted": list(decided.values()),
+                             "converted_at": converted_at, "recorded_at": now - timedelta(days=1)})
+    outcomes["converted_at"] = pd.to_datetime(outcomes["converted_at"], utc=True)
+    got = dashboard_data.segment_summary(frame, outcomes, bundle, version="v1", days=365, k=k,
+                                         truncated=False, window_days=90, now=now)
+    distinct = frame["lead_id"].dropna().nunique() + int(frame["lead_id"].isna().sum())
+    assert got.leads == distinct
+    event("segmented" if got.note is None else "too few leads or nothing that varies")
+    if got.note is not None:
+        assert got.segments == [] and got.points == []
+        return
+    assert sum(seg.leads for seg in got.segments) == distinct and len(got.segments) <= k
+    assert abs(sum(seg.share for seg in got.segments) - 1) < 1e-3
+    decided_in_log = {lead for lead in frame["lead_id"].dropna() if lead in decided}
+    old_enough = frame.dropna(subset=["lead_id"]).drop_duplicates("lead_id")
+    expired = {lead for lead, at in zip(old_enough["lead_id"], old_enough["scored_at"], strict=True)
+               if at <= now - timedelta(days=90) and lead not in decided}
+    assert sum(seg.labelled for seg in got.segments) == len(decided_in_log | expired)
+    assert all(0 <= seg.converted <= seg.labelled <= seg.leads for seg in got.segments)
+    assert len(got.points) == min(MAX_POINTS, distinct)
+    assert {p.cluster for p in got.points} <= {seg.cluster for seg in got.segments}
 
 
 # --- the panels' cache: fresh, then stale while recomputed in the background ------------------------------

@@ -97,7 +97,7 @@ class PanelCache:
             try:
                 self._put(key, compute())
             except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the older answer
-                log.warning("dashboard: computing %s in the background failed: %s", key[-4:], exc)
+                log.warning("dashboard: computing %s in the background failed: %s", key[3:], exc)
             finally:
                 with self._lock:
                     self._pending.discard(key)
@@ -124,6 +124,7 @@ def _key(svc: Service, *parts: Any) -> tuple[Any, ...]:
 
 
 def scores_job(svc: Service, days: int) -> Job:
+    """The recent-scores panel of the last ``days`` days."""
     predlog = svc.predlog
 
     def compute() -> ScoreSummary:
@@ -133,6 +134,7 @@ def scores_job(svc: Service, days: int) -> Job:
 
 
 def performance_job(svc: Service, served: ServedModel, weeks: int, all_versions: bool) -> Job:
+    """The performance panel of ``served`` (every version with ``all_versions``) over ``weeks`` weeks."""
     predlog = svc.predlog
     window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
 
@@ -146,6 +148,7 @@ def performance_job(svc: Service, served: ServedModel, weeks: int, all_versions:
 
 
 def drift_job(svc: Service, served: ServedModel, weeks: int) -> Job:
+    """The drift heatmap of ``served``'s leads over ``weeks`` weeks."""
     settings = svc.params.monitoring
 
     def compute() -> DriftOverTime:
@@ -161,6 +164,7 @@ def drift_job(svc: Service, served: ServedModel, weeks: int) -> Job:
 
 
 def segments_job(svc: Service, served: ServedModel, days: int, k: int) -> Job:
+    """``k`` segments of the leads ``served`` scored in the last ``days`` days."""
     window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
 
     def compute() -> SegmentSummary:
@@ -190,5 +194,8 @@ def keep_warm(svc: Service, stop: threading.Event, every: float = WARM_EVERY) ->
         served = svc.holder.current
         if served is None:
             continue
-        for key, compute in default_jobs(svc, served):
-            PANEL_CACHE.warm(key, compute, older_than=older_than)
+        try:
+            for key, compute in default_jobs(svc, served):
+                PANEL_CACHE.warm(key, compute, older_than=older_than)
+        except Exception as exc:  # noqa: BLE001 - the page computes what is missing; keep looking
+            log.warning("dashboard: cannot plan the background panels: %s", exc)
