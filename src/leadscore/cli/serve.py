@@ -1,4 +1,4 @@
-"""``leadscore serve``: the real-time scoring API (uvicorn), and helpers to make API keys.
+"""``leadscore serve``: the real-time scoring API and the dashboard (uvicorn), and helpers to make API keys.
 
 Wire it into the main parser with ``add_serve_command(commands)``; handlers raise
 :class:`~leadscore.core.exceptions.LeadscoreError` subclasses, which ``leadscore.cli.main.main``
@@ -24,9 +24,14 @@ and /metrics. Clients send an API key in the X-API-Key header; the keys file hol
 Workers follow the registry's active version, so `leadscore models activate` reaches a running
 server. Every scored lead goes to the prediction log (SQLite next to the registry by default).
 
+The ML insights dashboard is at /dashboard (sign in with an API key; admin keys may activate, roll
+back and, with --train-crm, train). Each worker computes its heavy panels in the background, so the
+page opens at once; --no-warm-dashboard computes them only when asked.
+
 make a key:   leadscore serve --new-key crm-sync --role scorer --keys keys.yaml
 hash a key:   echo "$KEY" | leadscore serve --hash-key
 serve:        leadscore serve --keys keys.yaml --registry registry --port 8000
+dashboard:    open http://127.0.0.1:8000/dashboard and paste a key
 """
 
 
