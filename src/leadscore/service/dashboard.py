@@ -25,6 +25,7 @@ from leadscore.monitoring.exposition import load_states
 from leadscore.service import dashboard_cache, dashboard_data
 from leadscore.service.auth import ApiKey, SlowHashThrottled
 from leadscore.service.errors import request_id
+from leadscore.service.holder import ServedModel
 from leadscore.service.ratelimit import retry_after
 from leadscore.service.routes import SESSION_COOKIE, _errors, scorer_key, served_model, service
 from leadscore.service.schemas import (
@@ -37,6 +38,7 @@ from leadscore.service.schemas import (
     SegmentSummary,
     WhoAmI,
 )
+from leadscore.service.state import Service
 
 log = logging.getLogger("leadscore.service")
 router = APIRouter()
@@ -139,9 +141,7 @@ def whoami(key: ApiKey = scorer_key) -> WhoAmI:
 def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
     """The served model: version, training window, precision, recall, F1, ROC-AUC and accuracy on the
     test set (None where the metadata lacks them) and its ten most important features."""
-    svc = service(request)
-    svc.holder.refresh()  # a switch made elsewhere (a training job, another worker): follow it now
-    return dashboard_data.model_summary(served_model(svc))
+    return dashboard_data.model_summary(_served(service(request)))
 
 
 @router.get("/v1/dashboard/scores", response_model=ScoreSummary, tags=["dashboard"],
@@ -166,6 +166,13 @@ def lead_scores(request: Request, lead_id: str = Path(min_length=1, max_length=2
     return found
 
 
+def _served(svc: Service) -> ServedModel:
+    """The served model, after following a switch made elsewhere (a training job, another worker's
+    activation) at once rather than at the next poll: the page reloads its panels right after one."""
+    svc.holder.refresh()
+    return served_model(svc)
+
+
 def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """The panel's kept answer (:class:`~leadscore.service.dashboard_data.PanelCache`); 503 when the log
     cannot be read."""
@@ -188,7 +195,7 @@ def performance_panel(request: Request, weeks: int = weeks_query, all_versions: 
     for 15 minutes more it is answered at once while the next one is computed (`computed_at` says when
     it was)."""
     svc = service(request)
-    job = dashboard_cache.performance_job(svc, served_model(svc), weeks, all_versions)
+    job = dashboard_cache.performance_job(svc, _served(svc), weeks, all_versions)
     found: PerformanceOverTime = _cached(request, *job)
     return found
 
@@ -200,7 +207,7 @@ def drift_panel(request: Request, weeks: int = drift_weeks_query, key: ApiKey = 
     the last `weeks` weeks (the newest 20,000 at most), the score's own drift first, then the 15 most
     drifted features; states as `leadscore monitor check` judges them. Kept as the performance panel."""
     svc = service(request)
-    found: DriftOverTime = _cached(request, *dashboard_cache.drift_job(svc, served_model(svc), weeks))
+    found: DriftOverTime = _cached(request, *dashboard_cache.drift_job(svc, _served(svc), weeks))
     return found
 
 
@@ -213,7 +220,7 @@ def segments_panel(request: Request, days: int = segment_days_query, k: int | No
     predicted probability, defining traits, and up to 600 leads placed on the first two principal
     components for a scatter. Kept as the performance panel."""
     svc = service(request)
-    found: SegmentSummary = _cached(request, *dashboard_cache.segments_job(svc, served_model(svc), days,
+    found: SegmentSummary = _cached(request, *dashboard_cache.segments_job(svc, _served(svc), days,
                                                             k or svc.params.clusters_k))
     return found
 
