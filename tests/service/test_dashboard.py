@@ -491,6 +491,22 @@ def test_panel_cache_warms_only_what_is_missing_or_old() -> None:
     _settled(cache)
     assert calls == ["a", "c"] and cache.get("k", lambda: "request") == "c"
 
+    def down() -> str:
+        calls.append("down")
+        raise ConnectionError("the store is down")
+
+    cache.warm("x", down)
+    _settled(cache)
+    for _ in range(3):  # failed a moment ago: not tried again on every look
+        clock.now += 5
+        cache.warm("x", down)
+        _settled(cache)
+    assert calls.count("down") == 1 and cache.age("x") is None
+    clock.now += dashboard_cache.RETRY_SECONDS
+    cache.warm("x", lambda: "up")
+    _settled(cache)
+    assert cache.get("x", lambda: "request") == "up"
+
 
 def test_keep_warm_computes_the_default_panels_of_the_served_version(client: TestClient) -> None:
     svc = client.app.state.service  # type: ignore[attr-defined]

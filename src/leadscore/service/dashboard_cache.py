@@ -30,6 +30,7 @@ CACHE_SECONDS = 30.0      # a heavy panel's answer is fresh this long
 STALE_SECONDS = 900.0     # and shown (while recomputed) this long
 DAYS, WEEKS, DRIFT_WEEKS, SEGMENT_DAYS = 30, 26, 12, 90  # the page's first requests (dashboard.js too)
 WARM_EVERY = 5.0          # seconds between keep_warm's looks
+RETRY_SECONDS = 60.0      # a panel whose background computation failed is not warmed again sooner
 
 
 class PanelCache:
@@ -47,6 +48,7 @@ class PanelCache:
         self._lock = threading.Lock()
         self._kept: dict[Any, tuple[float, Any]] = {}
         self._pending: set[Any] = set()
+        self._failed: dict[Any, float] = {}  # when a background computation of a key last failed
         self._queue: queue.SimpleQueue[tuple[Any, Callable[[], Any]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -67,8 +69,11 @@ class PanelCache:
         a fresh one) is kept or one is being computed."""
         limit = self.fresh if older_than is None else older_than
         with self._lock:
+            now = self.clock()
+            if now - self._failed.get(key, -math.inf) < RETRY_SECONDS:
+                return  # it failed a moment ago (the store is down?): not again every few seconds
             found = self._kept.get(key)
-            if found is None or self.clock() - found[0] >= limit:
+            if found is None or now - found[0] >= limit:
                 self._submit(key, compute)
 
     def age(self, key: Any) -> float | None:
@@ -96,8 +101,12 @@ class PanelCache:
             key, compute = self._queue.get()
             try:
                 self._put(key, compute())
+                with self._lock:
+                    self._failed.pop(key, None)
             except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the older answer
                 log.warning("dashboard: computing %s in the background failed: %s", key[3:], exc)
+                with self._lock:
+                    self._failed[key] = self.clock()
             finally:
                 with self._lock:
                     self._pending.discard(key)
