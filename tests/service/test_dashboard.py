@@ -32,7 +32,13 @@ from leadscore.artifacts.registry import Registry
 from leadscore.monitoring.alerts import CheckState
 from leadscore.monitoring.checks import drift_by_period
 from leadscore.monitoring.exposition import save_states
-from leadscore.monitoring.predlog import count_logged, open_database, read_lead_scores, read_recent
+from leadscore.monitoring.predlog import (
+    count_logged,
+    open_database,
+    read_lead_scores,
+    read_recent,
+    read_served,
+)
 from leadscore.scoring.scorer import Scorer
 from leadscore.service import dashboard_cache, dashboard_data
 from leadscore.service.app import create_app
@@ -178,14 +184,19 @@ def test_log_reads_skip_shadow_rows(dialect: str, tmp_path: Path) -> None:
     now = datetime.now(UTC)
     logged = [("v1", 10, {"reasons": {}}), ("v1", 20, {}), ("c", 30, {"shadow": True})]
     rows = [{"request_id": "r", "lead_id": "L1", "model_version": version, "probability": score / 100,
-             "score": score, "tier": "A", "inputs": {}, "outputs": outputs,
-             "scored_at": now + timedelta(seconds=i)} for i, (version, score, outputs) in enumerate(logged)]
+             "score": score, "tier": "A", "inputs": {"budget": float(score), "source": "web"},
+             "outputs": outputs, "scored_at": now + timedelta(seconds=i)}
+            for i, (version, score, outputs) in enumerate(logged)]
     try:
         with engine.begin() as conn:
             conn.execute(table.insert(), rows)
         assert [r["score"] for r in read_lead_scores(engine, table, "L1", limit=5)] == [20, 10]
         assert read_lead_scores(engine, table, "L2", limit=5) == []
         assert read_recent(engine, table, since=now, limit=1)["score"].tolist() == [20]
+        served = read_served(engine, table, since=now, version=None, limit=5, inputs=True)
+        assert served[["model_version", "budget", "source"]].values.tolist() == [["v1", 20.0, "web"],
+                                                                                 ["v1", 10.0, "web"]]
+        assert f"ix_{name}_scored_at" in {i["name"] for i in sa.inspect(engine).get_indexes(name)}
     finally:
         table.drop(engine)
         outcomes.drop(engine)
