@@ -70,7 +70,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 # the page's JSON endpoints with its default fields (dashboard.js); experiment results are added
 ENDPOINTS = ["/v1/dashboard/whoami", "/v1/dashboard/model", "/v1/dashboard/scores?days=30",
              "/v1/dashboard/performance?weeks=26", "/v1/dashboard/monitoring", "/v1/dashboard/drift?weeks=12",
-             "/v1/dashboard/segments?days=90&k=5", "/v1/model/versions", "/v1/experiments"]
+             "/v1/dashboard/segments?days=90&k=5", "/v1/dashboard/experiments", "/v1/model/versions",
+             "/v1/experiments"]
 # records the moment the page marks itself ready (before any page script runs; not subject to the CSP)
 READY_OBSERVER = """
 new MutationObserver((_, observer) => {

@@ -534,8 +534,8 @@ def test_keep_warm_computes_the_default_panels_of_the_served_version(client: Tes
     finally:
         stop.set()
         worker.join(10)
-    assert {key[3] for key in keys} == {"performance", "drift", "segments", "scores"}
-    assert all(served.version in key for key in keys if key[3] != "scores")
+    assert {key[3] for key in keys} == {"performance", "drift", "segments", "scores", "experiments"}
+    assert all(served.version in key for key in keys if key[3] not in ("scores", "experiments"))
     body = client.get("/v1/dashboard/segments", headers={"X-API-Key": SCORER_KEY}).json()
     kept = dashboard_cache.PANEL_CACHE.get(keys[2], lambda: None)
     assert body == kept.model_dump(mode="json")  # the page's first request is answered from the cache

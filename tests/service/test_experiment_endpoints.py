@@ -172,7 +172,16 @@ def test_results_endpoint_equals_the_library(api: tuple[TestClient, str],
     assert doc["arms"] == expected["arms"] and doc["lift"] == expected["lift"]
     assert doc["arms"][0]["n"] + doc["arms"][1]["n"] == 3000
     assert doc["recommendation"]["action"] == "deploy"
+    assert "salt" not in doc["experiment"] and doc["experiment"]["name"] == "past"  # arms stay unpredictable
     assert client.get("/v1/experiments/none/results", headers=_h(SCORER_KEY)).status_code == 404
+    # the dashboard's experiments panel: the same analysis, newest experiment first
+    panel = client.get("/v1/dashboard/experiments", headers=_h(SCORER_KEY)).json()
+    listed = [e["name"] for e in client.get("/v1/experiments", headers=_h(SCORER_KEY)).json()["experiments"]]
+    assert panel["total"] == len(listed) and panel["limit"] == 3
+    assert [e["experiment"]["name"] for e in panel["experiments"]] == listed[:3]
+    shown = {e["experiment"]["name"]: e for e in panel["experiments"]}
+    assert shown["past"]["arms"] == doc["arms"] and shown["past"]["recommendation"] == doc["recommendation"]
+    assert "salt" not in shown["past"]["experiment"]
 
     # /metrics: assigned and matured leads and conversion per arm, as the results count them
     from prometheus_client.parser import text_string_to_metric_families

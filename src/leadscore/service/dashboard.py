@@ -29,6 +29,7 @@ from leadscore.service.holder import ServedModel
 from leadscore.service.ratelimit import retry_after
 from leadscore.service.routes import SESSION_COOKIE, _errors, scorer_key, served_model, service
 from leadscore.service.schemas import (
+    DashboardExperiments,
     DashboardModel,
     DriftOverTime,
     LeadHistory,
@@ -222,6 +223,16 @@ def segments_panel(request: Request, days: int = segment_days_query, k: int | No
     svc = service(request)
     found: SegmentSummary = _cached(request, *dashboard_cache.segments_job(svc, _served(svc), days,
                                                             k or svc.params.clusters_k))
+    return found
+
+
+@router.get("/v1/dashboard/experiments", response_model=DashboardExperiments, tags=["dashboard"],
+            responses=_errors(401, 403, 429, 503))
+def experiments_panel(request: Request, key: ApiKey = scorer_key) -> DashboardExperiments:
+    """The three newest experiments, each with its analysis as `GET /v1/experiments/{name}/results` gives
+    it (conversion per arm with intervals, the tests, the recommendation). Kept as the performance panel;
+    the results endpoint itself is computed on every call."""
+    found: DashboardExperiments = _cached(request, *dashboard_cache.experiments_job(service(request)))
     return found
 
 

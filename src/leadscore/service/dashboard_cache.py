@@ -1,4 +1,5 @@
-"""The dashboard's heavy panels (scores, performance, drift, segments): how each is computed and kept.
+"""The dashboard's heavy panels (scores, performance, drift, segments, experiments): how each is
+computed and kept.
 
 Each panel is a *job*: its cache key (the store, the registry, the served version and the query) and a
 function that computes its answer from the prediction log, the outcomes and the served model. Answers
@@ -22,13 +23,20 @@ from leadscore.monitoring.drift import DriftThresholds
 from leadscore.monitoring.predlog import read_served
 from leadscore.service import dashboard_data
 from leadscore.service.holder import ServedModel
-from leadscore.service.schemas import DriftOverTime, PerformanceOverTime, ScoreSummary, SegmentSummary
+from leadscore.service.schemas import (
+    DashboardExperiments,
+    DriftOverTime,
+    PerformanceOverTime,
+    ScoreSummary,
+    SegmentSummary,
+)
 from leadscore.service.state import Service
 
 log = logging.getLogger("leadscore.service")
 CACHE_SECONDS = 30.0      # a heavy panel's answer is fresh this long
 STALE_SECONDS = 900.0     # and shown (while recomputed) this long
 DAYS, WEEKS, DRIFT_WEEKS, SEGMENT_DAYS = 30, 26, 12, 90  # the page's first requests (dashboard.js too)
+EXPERIMENTS = 3           # the newest experiments the page shows
 WARM_EVERY = 5.0          # seconds between keep_warm's looks
 RETRY_SECONDS = 60.0      # a panel whose background computation failed is not warmed again sooner
 
@@ -188,10 +196,23 @@ def segments_job(svc: Service, served: ServedModel, days: int, k: int) -> Job:
     return _key(svc, "segments", served.version, days, k), compute
 
 
+def experiments_job(svc: Service, limit: int = EXPERIMENTS) -> Job:
+    """The newest ``limit`` experiments with their analyses."""
+
+    def compute() -> DashboardExperiments:
+        listed = svc.experiments.store.list_experiments()
+        return DashboardExperiments(total=len(listed), limit=limit,
+                                    experiments=[svc.experiments.results(e.name, svc.outcomes)
+                                                 for e in listed[:limit]])
+
+    return _key(svc, "experiments", limit), compute
+
+
 def default_jobs(svc: Service, served: ServedModel) -> list[Job]:
     """The heavy panels as the page first asks for them."""
     return [performance_job(svc, served, WEEKS, False), drift_job(svc, served, DRIFT_WEEKS),
-            segments_job(svc, served, SEGMENT_DAYS, svc.params.clusters_k), scores_job(svc, DAYS)]
+            segments_job(svc, served, SEGMENT_DAYS, svc.params.clusters_k), scores_job(svc, DAYS),
+            experiments_job(svc)]
 
 
 def keep_warm(svc: Service, stop: threading.Event, every: float = WARM_EVERY) -> None:

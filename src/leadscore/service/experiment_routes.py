@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from leadscore.core.jsonsafe import dumps
-from leadscore.experiments.results import experiment_results
 from leadscore.experiments.store import RULES, Experiment
 from leadscore.service.auth import ApiKey
 from leadscore.service.routes import _errors, admin_key, scorer_key, service
@@ -75,12 +72,7 @@ def results(name: str, request: Request, key: ApiKey = scorer_key) -> Response:
     power, CUPED and the recommendation, on the leads whose conversion window has closed (as
     `leadscore experiments results NAME --json`)."""
     svc = service(request)
-    store = svc.experiments.store
-    experiment = store.get(name)
-    found = experiment_results(experiment, store.exposure_frame(name),
-                               svc.outcomes.frame(store.exposed_leads(name)),
-                               svc.experiments.params.experiments, now=pd.Timestamp(datetime.now(UTC)))
-    return Response(dumps(found.to_dict()), media_type="application/json")
+    return Response(dumps(svc.experiments.results(name, svc.outcomes)), media_type="application/json")
 
 
 @router.post("/v1/experiments/{name}/stop", response_model=ExperimentInfo,

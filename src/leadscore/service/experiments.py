@@ -22,10 +22,12 @@ from prometheus_client.metrics_core import Metric
 from leadscore.artifacts.registry import Registry
 from leadscore.core.config import Params, load_params
 from leadscore.core.exceptions import DataValidationError, LeadscoreError
+from leadscore.core.jsonsafe import json_safe
 from leadscore.experiments.arms import ArmScorers, arm_answer
 from leadscore.experiments.assignment import ARMS
-from leadscore.experiments.results import matured_leads
+from leadscore.experiments.results import experiment_results, matured_leads
 from leadscore.experiments.store import Experiment, ExperimentStore
+from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,22 @@ class ServiceExperiments:
         rows = self.store.record(experiment, [{"lead_id": str(lead), **record}
                                               for lead, record in zip(lead_ids, records, strict=True)])
         return [arm_answer(experiment, row["arm"], record) for row, record in zip(rows, records, strict=True)]
+
+    def results(self, name: str, outcomes: OutcomeStore) -> dict[str, Any]:
+        """The analysis of experiment ``name`` now (as ``experiments results --json``), JSON-ready, without
+        the assignment salt (with it a client could tell each lead's arm in advance).
+
+        Raises
+        ------
+        ExperimentNotFoundError
+            If there is no such experiment.
+        """
+        experiment = self.store.get(name)
+        found = experiment_results(experiment, self.store.exposure_frame(name),
+                                   outcomes.frame(self.store.exposed_leads(name)), self.params.experiments,
+                                   now=pd.Timestamp.now(tz="UTC")).to_dict()
+        found["experiment"].pop("salt", None)
+        return json_safe(found)
 
 
 def experiment_families(store: ExperimentStore, outcomes: Callable[[], pd.DataFrame]) -> list[Metric]:

@@ -517,6 +517,17 @@ class SegmentSummary(BaseModel):
                                   description="when these figures were computed (kept up to 15 minutes)")
 
 
+class DashboardExperiments(BaseModel):
+    """The newest experiments (at most ``limit`` of ``total``), each with its analysis as
+    ``GET /v1/experiments/{name}/results`` gives it."""
+
+    total: int
+    limit: int
+    experiments: list[dict[str, Any]]
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
+                                  description="when these figures were computed (kept up to 15 minutes)")
+
+
 class MonitorEntry(BaseModel):
     check: str
     model_version: str

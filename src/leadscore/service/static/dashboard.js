@@ -423,27 +423,27 @@ async function train() {
 
 async function loadExperiments() {
   const target = clear($("experiments"));
-  const result = await api("/v1/experiments");
+  const result = await api("/v1/dashboard/experiments");
   if (!result.ok) { note("experiments-note", detail(result), true); return; }
-  const experiments = result.body.experiments.slice(0, 3);
-  if (!experiments.length) {
+  const listed = result.body.experiments;
+  if (!listed.length) {
     const svg = shape("svg", { viewBox: "0 0 420 60", role: "img", "aria-label": "No experiments" });
     target.appendChild(svg);
     message(svg, "No experiments yet");
     return;
   }
-  for (const e of experiments) {
-    const block = node("div", { class: "experiment" });
+  for (const found of listed) {
+    const e = found.experiment, block = node("div", { class: "experiment" });
     block.appendChild(node("h3", {}, `${e.name} (${e.status}): ${e.treatment} vs ${e.control}`));
     const svg = shape("svg", { viewBox: "0 0 420 90", role: "img", "aria-label": `Conversion per arm of ${e.name}` });
     block.appendChild(svg);
     target.appendChild(block);
-    const found = await api(`/v1/experiments/${encodeURIComponent(e.name)}/results`);
-    if (!found.ok) { message(svg, detail(found)); continue; }
-    intervals(svg, found.body.arms || []);
-    const advice = found.body.recommendation || {};
+    intervals(svg, found.arms || []);
+    const advice = found.recommendation || {};
     block.appendChild(node("p", {}, `Recommendation: ${advice.action || "n/a"}${(advice.reasons || []).length ? ` - ${advice.reasons.join("; ")}` : ""}`));
   }
+  const b = result.body;
+  note("experiments-note", `${b.total > b.limit ? `The newest ${b.limit} of ${b.total} experiments.` : ""}${asOf(b)}`.trim());
 }
 
 async function lookUp(event) {
