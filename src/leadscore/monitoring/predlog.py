@@ -140,9 +140,11 @@ def _add_time_index(engine: sa.Engine, table: sa.Table) -> None:
     index = next(i for i in table.indexes if i.name == _time_index(table.name))
     try:
         index.create(engine, checkfirst=True)
-    except sa.exc.SQLAlchemyError as exc:  # another worker building it, or no right to: reads still work
-        log.warning("prediction log: no index on scored_at (%s)",
-                    str(getattr(exc, "orig", exc)).strip().splitlines()[0])
+    except sa.exc.SQLAlchemyError as exc:  # another worker built it meanwhile, or no right to: reads work
+        indexes = {i["name"] for i in sa.inspect(engine).get_indexes(table.name, schema=table.schema)}
+        if index.name not in indexes:
+            log.warning("prediction log: no index on scored_at (%s)",
+                        str(getattr(exc, "orig", exc)).strip().splitlines()[0])
 
 
 def _add_entry_column(engine: sa.Engine, table: sa.Table, where: str) -> None:
