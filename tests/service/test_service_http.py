@@ -174,6 +174,7 @@ def sigterm_under_load(srv: Server, payloads: list[dict[str, Any]], answered: in
         for thread in threads:
             thread.join(30)
     assert srv.text().count("Application shutdown complete") == 2
+    assert srv.text().count("is draining: each response now closes its connection") == 2  # both workers
     assert sum(o.status == 200 for o in outcomes) > 20, f"only {len(outcomes)} requests"
     return outcomes
 

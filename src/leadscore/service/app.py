@@ -61,6 +61,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(svc.start)
+        # here, not in start (a worker thread): signal handlers can only be set from the main thread,
+        # where uvicorn runs this coroutine
+        svc.draining.install()
         stop = threading.Event()
         if settings.warm_dashboard:
             threading.Thread(target=keep_warm, args=(svc, stop), name="dashboard-warm", daemon=True).start()
@@ -68,6 +71,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             yield
         finally:
             stop.set()
+            svc.draining.uninstall()
             await run_in_threadpool(svc.stop)
 
     app = FastAPI(title="leadscore", version=__version__, description=DESCRIPTION, lifespan=lifespan)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import signal
 import threading
@@ -17,6 +19,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore.service.metrics import ServiceMetrics
+
+log = logging.getLogger("leadscore.service")
 
 REQUEST_ID_HEADER = "x-request-id"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -66,6 +70,8 @@ class Draining:
                 signal.signal(sig, self._handle)
 
     def _handle(self, sig: int, frame: FrameType | None) -> None:
+        if not self.event.is_set():
+            log.info("worker %d is draining: each response now closes its connection", os.getpid())
         self.event.set()
         self._previous[sig](sig, frame)
 

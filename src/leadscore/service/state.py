@@ -117,7 +117,6 @@ class Service:
         self._batch_limiter = anyio.CapacityLimiter(1)
         self.holder.refresh(force=True)
         self.holder.start()
-        self.draining.install()
 
     def _monitor_states(self) -> tuple[list[CheckState], datetime | None]:
         """The states `leadscore monitor check` last saved in the store (none while it is unreachable)."""
@@ -129,7 +128,6 @@ class Service:
 
     def stop(self) -> None:
         """Stop following the registry, write every buffered log row, close the database."""
-        self.draining.uninstall()
         self.holder.stop()
         if self._predlog is not None:
             self._predlog.close()
