@@ -175,7 +175,7 @@ def _served(svc: Service) -> ServedModel:
 
 
 def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """The panel's kept answer (:class:`~leadscore.service.dashboard_data.PanelCache`); 503 when the log
+    """The panel's kept answer (:class:`~leadscore.service.dashboard_cache.PanelCache`); 503 when the log
     cannot be read."""
     try:
         return dashboard_cache.PANEL_CACHE.get(key, compute)
