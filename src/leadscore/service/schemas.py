@@ -373,7 +373,14 @@ class ScoreBin(BaseModel):
     count: int
 
 
-class ScoreSummary(BaseModel):
+class KeptAnswer(BaseModel):
+    """A dashboard answer the service keeps for a while (the heavy panels), stamped when it was built."""
+
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
+                                  description="when these figures were computed (kept up to 15 minutes)")
+
+
+class ScoreSummary(KeptAnswer):
     """Served scores of the last ``days`` days (at most ``limit`` of the newest; ``truncated`` when more)."""
 
     days: int
@@ -382,8 +389,6 @@ class ScoreSummary(BaseModel):
     limit: int
     bins: list[ScoreBin]
     tiers: dict[str, int]
-    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
-                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class LeadScoreEntry(BaseModel):
@@ -430,7 +435,7 @@ class EventMarker(BaseModel):
     detail: str | None = None
 
 
-class PerformanceOverTime(BaseModel):
+class PerformanceOverTime(KeptAnswer):
     """Realized performance per week of scoring over the last ``weeks`` weeks, with the registry's events
     of that range (activations, rollbacks, gate decisions, retrain cycles)."""
 
@@ -444,8 +449,6 @@ class PerformanceOverTime(BaseModel):
     matured_weeks: int
     series: list[PerformanceWeek]
     events: list[EventMarker]
-    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
-                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class DriftCell(BaseModel):
@@ -459,7 +462,7 @@ class DriftCell(BaseModel):
     reason: str
 
 
-class DriftOverTime(BaseModel):
+class DriftOverTime(KeptAnswer):
     """PSI per feature (the most drifted first; ``(score)`` is the score's own drift) and week of the
     served version's newest scored leads (at most ``limit``; ``truncated`` when more), or a ``note`` when
     they cannot be judged."""
@@ -474,8 +477,6 @@ class DriftOverTime(BaseModel):
     features: list[str]
     cells: list[DriftCell]
     note: str | None = None
-    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
-                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class Segment(BaseModel):
@@ -498,7 +499,7 @@ class SegmentPoint(BaseModel):
     cluster: int
 
 
-class SegmentSummary(BaseModel):
+class SegmentSummary(KeptAnswer):
     """Clusters of the served version's leads scored in the last ``days`` days (each lead's newest score,
     at most ``limit`` leads), with a sample of ``points`` on the first two principal components of the
     clustering space; ``note`` says why there are none."""
@@ -513,19 +514,15 @@ class SegmentSummary(BaseModel):
     segments: list[Segment]
     points: list[SegmentPoint]
     note: str | None = None
-    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
-                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
-class DashboardExperiments(BaseModel):
+class DashboardExperiments(KeptAnswer):
     """The newest experiments (at most ``limit`` of ``total``), each with its analysis as
     ``GET /v1/experiments/{name}/results`` gives it."""
 
     total: int
     limit: int
     experiments: list[dict[str, Any]]
-    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
-                                  description="when these figures were computed (kept up to 15 minutes)")
 
 
 class MonitorEntry(BaseModel):
