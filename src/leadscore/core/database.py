@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from leadscore.core.exceptions import StoreError
 
@@ -103,17 +104,26 @@ def is_sql_location(text: str) -> bool:
     return True
 
 
+NAIVE_UTC_DIALECTS = ("sqlite", "mysql", "mariadb")  # no time-zone type: values are stored naive, in UTC
+
+
 class UtcDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+    """Timezone-aware UTC datetimes on every backend (SQLite and MariaDB/MySQL store them naive, in UTC;
+    MariaDB/MySQL with microseconds)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(self.impl)
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.replace(tzinfo=None) if dialect.name in NAIVE_UTC_DIALECTS else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
