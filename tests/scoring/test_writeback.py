@@ -47,7 +47,8 @@ def crm_url(request, tmp_path, pg_url):
 
 def _result(lead, score, version="v1", at=None):
     at = at or datetime(2026, 1, 5, 10, 30, 15, 123456, tzinfo=UTC)
-    return {"lead_id": lead, "score": score, "probability": score / 100, "tier": "HIGH" if score > 50 else "LOW",
+    return {"lead_id": lead, "score": score, "probability": score / 100,
+            "tier": "HIGH" if score > 50 else "LOW",
             "action": "Call", "confidence": 0.8, "reasons": {"positive": [{"feature": "x", "points": 3}]},
             "model_version": version, "scored_at": at.isoformat()}
 

@@ -185,8 +185,9 @@ class ScoreWriteBack:
         assert self.lead_id_column is not None
         leads = self._leads
         key = leads.c[self.lead_id_column]
-        statement = (sa.update(leads).where(key == sa.bindparam("_lead"))
-                     .values({column: sa.bindparam(f"_{name}") for name, column in self.lead_columns.items()}))
+        mapped = self.lead_columns.items()
+        values: dict[str, Any] = {column: sa.bindparam(f"_{name}") for name, column in mapped}
+        statement = sa.update(leads).where(key == sa.bindparam("_lead")).values(values)
         naive = self.engine is not None and self.engine.dialect.name != "postgresql"
         rows = []
         for r in records:
