@@ -27,7 +27,7 @@ from leadscore.monitoring.alerts import CheckState
 from leadscore.monitoring.exposition import save_states
 from leadscore.service.app import create_app
 from leadscore.service.settings import ServiceSettings
-from leadscore.service.training import JOBS_FOLDER
+from leadscore.service.train_jobs import JOBS_FOLDER
 from leadscore.training.fit import fit_table
 
 with warnings.catch_warnings():  # starlette asks for httpx2, which is not installed

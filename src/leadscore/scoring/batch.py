@@ -111,8 +111,8 @@ class RunSummary:
         return self.rows_scored / self.seconds if self.seconds > 0 else 0.0
 
 
-def _filter(chunk: pd.DataFrame, scorer: Scorer, options: BatchOptions, cutoff: pd.Timestamp | None,
-            done_ids: set[str]) -> tuple[pd.DataFrame, int, int]:
+def filter_rows(chunk: pd.DataFrame, scorer: Scorer, options: BatchOptions, cutoff: pd.Timestamp | None,
+                done_ids: set[str]) -> tuple[pd.DataFrame, int, int]:
     """(rows to score, rows filtered out by --since/--segment, rows skipped by --incremental)."""
     keep = pd.Series(True, index=chunk.index)
     if cutoff is not None:
@@ -179,9 +179,9 @@ def _score_chunk(run: _Run, chunk: pd.DataFrame) -> pd.DataFrame:
     bad = find_bad_rows(chunk, scorer, run.seen)
     _remember_ids(chunk, scorer, run.seen)
     if (bad != "").any():
-        _report_bad(chunk, bad, scorer, summary, run.options.on_bad_row)
+        report_bad_rows(chunk, bad, scorer, summary, run.options.on_bad_row)
         chunk = chunk.loc[bad == ""]
-    todo, filtered, skipped = _filter(chunk, scorer, run.options, run.cutoff, run.done_ids)
+    todo, filtered, skipped = filter_rows(chunk, scorer, run.options, run.cutoff, run.done_ids)
     summary.rows_filtered += filtered
     summary.rows_already_scored += skipped
     scores = scorer.score_frame(todo, reasons=run.options.reasons, now=run.now)
@@ -271,8 +271,8 @@ def _remember_ids(chunk: pd.DataFrame, scorer: Scorer, seen: set[str]) -> None:
         seen.update(chunk[column].dropna().astype(str))
 
 
-def _report_bad(chunk: pd.DataFrame, bad: pd.Series, scorer: Scorer, summary: RunSummary,
-                policy: BadRowPolicy) -> None:
+def report_bad_rows(chunk: pd.DataFrame, bad: pd.Series, scorer: Scorer, summary: RunSummary,
+                    policy: BadRowPolicy) -> None:
     column = scorer.schema.id_column
     rows = bad[bad != ""]
     for idx, reason in rows.items():

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from leadscore.core.exceptions import ConfigError, InputFileError
-from leadscore.scoring.batch import BatchOptions, RunSummary, _filter, _report_bad, find_bad_rows
+from leadscore.scoring.batch import BatchOptions, RunSummary, filter_rows, find_bad_rows, report_bad_rows
 from leadscore.scoring.scorer import Scorer
 
 N_WORKERS = 2  # the target machine has 2 cores: one single-threaded worker process per core
@@ -42,9 +42,9 @@ def _score_partition(frame: pd.DataFrame, scorer: Scorer, options: BatchOptions,
     frame = scorer.check(frame)
     bad = find_bad_rows(frame, scorer)
     if (bad != "").any():
-        _report_bad(frame, bad, scorer, summary, options.on_bad_row)
+        report_bad_rows(frame, bad, scorer, summary, options.on_bad_row)
         frame = frame.loc[bad == ""]
-    todo, _, _ = _filter(frame, scorer, options, cutoff, set())
+    todo, _, _ = filter_rows(frame, scorer, options, cutoff, set())
     scores = scorer.score_frame(todo, reasons=options.reasons, now=options.now)
     scores["lead_id"] = scores["lead_id"].astype(str)
     return scores.reset_index(drop=True)

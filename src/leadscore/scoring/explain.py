@@ -247,11 +247,11 @@ def _segmented(model: SegmentedModel, X: pd.DataFrame) -> tuple[np.ndarray, np.n
     """Step 6: each row explained by the model that scores it (:meth:`SegmentedModel.route`)."""
     base, values = np.zeros(len(X)), np.zeros(X.shape)
     for sub, rows in model.route(X):
-        base[rows], values[rows] = _explain(sub, X.iloc[rows])
+        base[rows], values[rows] = explain_model(sub, X.iloc[rows])
     return base, values
 
 
-def _explain(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+def explain_model(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
     """(base, values) arrays for any supported model."""
     if isinstance(model, SegmentedModel):
         return _segmented(model, X)
@@ -291,5 +291,5 @@ def contributions(model: Any, X: pd.DataFrame) -> Contributions:  # noqa: N803
     columns = [str(c) for c in X.columns]
     if len(X) == 0:
         return Contributions(np.zeros(0), pd.DataFrame(columns=columns, index=X.index, dtype="float64"))
-    base, values = _explain(model, X)
+    base, values = explain_model(model, X)
     return Contributions(base, pd.DataFrame(values, index=X.index, columns=columns))

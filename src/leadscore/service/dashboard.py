@@ -27,7 +27,7 @@ from leadscore.service.auth import ApiKey, SlowHashThrottled
 from leadscore.service.errors import request_id
 from leadscore.service.holder import ServedModel
 from leadscore.service.ratelimit import retry_after
-from leadscore.service.routes import SESSION_COOKIE, _errors, scorer_key, served_model, service
+from leadscore.service.routes import SESSION_COOKIE, error_responses, scorer_key, served_model, service
 from leadscore.service.schemas import (
     DashboardExperiments,
     DashboardModel,
@@ -131,14 +131,14 @@ def sign_out(request: Request) -> Response:
 
 
 @router.get("/v1/dashboard/whoami", response_model=WhoAmI, tags=["dashboard"],
-            responses=_errors(401, 403, 429))
+            responses=error_responses(401, 403, 429))
 def whoami(key: ApiKey = scorer_key) -> WhoAmI:
     """The name and role of the key making the request."""
     return WhoAmI(name=key.name, role=key.role)
 
 
 @router.get("/v1/dashboard/model", response_model=DashboardModel, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
     """The served model: version, training window, precision, recall, F1, ROC-AUC and accuracy on the
     test set (None where the metadata lacks them) and its ten most important features."""
@@ -146,7 +146,7 @@ def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
 
 
 @router.get("/v1/dashboard/scores", response_model=ScoreSummary, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def scores_panel(request: Request, days: int = days_query, key: ApiKey = scorer_key) -> ScoreSummary:
     """Score histogram and tier counts of the leads served in the last `days` days (newest 50,000 at most;
     a challenger's shadow scores excluded). Fresh for 30 s (see the performance panel)."""
@@ -155,7 +155,7 @@ def scores_panel(request: Request, days: int = days_query, key: ApiKey = scorer_
 
 
 @router.get("/v1/leads/{lead_id}/scores", response_model=LeadHistory, tags=["dashboard"],
-            responses=_errors(401, 403, 404, 429, 503))
+            responses=error_responses(401, 403, 404, 429, 503))
 def lead_scores(request: Request, lead_id: str = Path(min_length=1, max_length=200),
                 key: ApiKey = scorer_key) -> LeadHistory:
     """A lead's latest score with its reasons and its score history, newest first (shadow scores
@@ -185,7 +185,7 @@ def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) 
 
 
 @router.get("/v1/dashboard/performance", response_model=PerformanceOverTime, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def performance_panel(request: Request, weeks: int = weeks_query, all_versions: bool = all_query,
                       key: ApiKey = scorer_key) -> PerformanceOverTime:
     """Per week of scoring over the last `weeks` weeks: leads scored by the served version (every version
@@ -202,7 +202,7 @@ def performance_panel(request: Request, weeks: int = weeks_query, all_versions: 
 
 
 @router.get("/v1/dashboard/drift", response_model=DriftOverTime, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def drift_panel(request: Request, weeks: int = drift_weeks_query, key: ApiKey = scorer_key) -> DriftOverTime:
     """PSI against the training profile per feature and week of the leads the served version scored in
     the last `weeks` weeks (the newest 20,000 at most), the score's own drift first, then the 15 most
@@ -213,7 +213,7 @@ def drift_panel(request: Request, weeks: int = drift_weeks_query, key: ApiKey = 
 
 
 @router.get("/v1/dashboard/segments", response_model=SegmentSummary, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def segments_panel(request: Request, days: int = segment_days_query, k: int | None = k_query,
                    key: ApiKey = scorer_key) -> SegmentSummary:
     """k-means segments of the leads the served version scored in the last `days` days (each lead's newest
@@ -227,7 +227,7 @@ def segments_panel(request: Request, days: int = segment_days_query, k: int | No
 
 
 @router.get("/v1/dashboard/experiments", response_model=DashboardExperiments, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def experiments_panel(request: Request, key: ApiKey = scorer_key) -> DashboardExperiments:
     """The three newest experiments, each with its analysis as `GET /v1/experiments/{name}/results` gives
     it (conversion per arm with intervals, the tests, the recommendation). Kept as the performance panel;
@@ -237,7 +237,7 @@ def experiments_panel(request: Request, key: ApiKey = scorer_key) -> DashboardEx
 
 
 @router.get("/v1/dashboard/monitoring", response_model=MonitoringSummary, tags=["dashboard"],
-            responses=_errors(401, 403, 429, 503))
+            responses=error_responses(401, 403, 429, 503))
 def monitoring_panel(request: Request, key: ApiKey = scorer_key) -> MonitoringSummary:
     """The states `leadscore monitor check` last saved in the store, grouped: PSI and state per feature,
     score drift, realized and estimated performance, and when they were checked (None before any)."""

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from leadscore.core.jsonsafe import dumps
 from leadscore.experiments.store import RULES, Experiment
 from leadscore.service.auth import ApiKey
-from leadscore.service.routes import _errors, admin_key, scorer_key, service
+from leadscore.service.routes import admin_key, error_responses, scorer_key, service
 from leadscore.service.schemas import Assignment, ExperimentInfo, ExperimentRequest, ExperimentsResponse
 
 log = logging.getLogger("leadscore.service")
@@ -25,7 +25,7 @@ def _info(experiment: Experiment, assigned: dict[str, int]) -> ExperimentInfo:
 
 
 @router.post("/v1/experiments", response_model=ExperimentInfo, status_code=201,
-             responses=_errors(400, 401, 403, 404, 409, 422, 429, 503))
+             responses=error_responses(400, 401, 403, 404, 409, 422, 429, 503))
 def create_experiment(body: ExperimentRequest, request: Request, key: ApiKey = admin_key) -> Response:
     """Start an A/B experiment (admin): leads join when scored with `?experiment=NAME` or assigned.
     404 when an arm names a version the registry lacks, 409 when the name is taken."""
@@ -48,7 +48,8 @@ def create_experiment(body: ExperimentRequest, request: Request, key: ApiKey = a
     return JSONResponse(info.model_dump(), status_code=201)
 
 
-@router.get("/v1/experiments", response_model=ExperimentsResponse, responses=_errors(401, 403, 429, 503))
+@router.get("/v1/experiments", response_model=ExperimentsResponse,
+            responses=error_responses(401, 403, 429, 503))
 def list_experiments(request: Request, key: ApiKey = scorer_key) -> ExperimentsResponse:
     """Every experiment, newest first, with its arm sizes."""
     store = service(request).experiments.store
@@ -56,7 +57,7 @@ def list_experiments(request: Request, key: ApiKey = scorer_key) -> ExperimentsR
 
 
 @router.post("/v1/experiments/{name}/assign/{lead_id}", response_model=Assignment,
-             responses=_errors(401, 403, 404, 409, 429, 503))
+             responses=error_responses(401, 403, 404, 409, 429, 503))
 def assign(name: str, lead_id: str, request: Request, key: ApiKey = scorer_key) -> Assignment:
     """The lead's arm, recorded with its time on the first call (later calls return the same).
     409 when the experiment is stopped."""
@@ -66,7 +67,7 @@ def assign(name: str, lead_id: str, request: Request, key: ApiKey = scorer_key) 
 
 
 @router.get("/v1/experiments/{name}/results", responses={
-    **_errors(401, 403, 404, 429, 503), 200: {"content": {"application/json": {}}}})
+    **error_responses(401, 403, 404, 429, 503), 200: {"content": {"application/json": {}}}})
 def results(name: str, request: Request, key: ApiKey = scorer_key) -> Response:
     """Conversion per arm, lift, the z-test, the always-valid sequential test, sample-ratio check,
     power, CUPED and the recommendation, on the leads whose conversion window has closed (as
@@ -76,7 +77,7 @@ def results(name: str, request: Request, key: ApiKey = scorer_key) -> Response:
 
 
 @router.post("/v1/experiments/{name}/stop", response_model=ExperimentInfo,
-             responses=_errors(401, 403, 404, 409, 429, 503))
+             responses=error_responses(401, 403, 404, 409, 429, 503))
 def stop(name: str, request: Request, reason: str = Query("", max_length=2000, description="why"),
          key: ApiKey = admin_key) -> ExperimentInfo:
     """Stop an experiment (admin): no new leads join; its results stay readable. 409 when stopped."""

@@ -36,7 +36,7 @@ from leadscore.service.schemas import (
 )
 from leadscore.service.settings import MAX_REASONS
 from leadscore.service.state import Service
-from leadscore.service.training import TrainJobRunning, UnknownTrainJob
+from leadscore.service.train_jobs import TrainJobRunning, UnknownTrainJob
 
 log = logging.getLogger("leadscore.service")
 router = APIRouter()
@@ -54,7 +54,7 @@ def _body(name: str) -> dict[str, Any]:
         "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}}
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
@@ -114,7 +114,7 @@ async def parse(request: Request, model: type[BaseModel]) -> BaseModel:
 
 
 @router.post("/v1/score", response_model=ScoreResponse, openapi_extra=_body("Lead"), tags=["scoring"],
-             responses=_errors(401, 403, 404, 409, 413, 422, 429, 503))
+             responses=error_responses(401, 403, 404, 409, 413, 422, 429, 503))
 async def score_one(request: Request, reasons: int | None = reasons_query,
                     experiment: str | None = experiment_query, key: ApiKey = scorer_key) -> Response:
     """Score one lead (raw CRM fields) with the active model."""
@@ -128,7 +128,7 @@ async def score_one(request: Request, reasons: int | None = reasons_query,
 
 
 @router.post("/v1/score/batch", response_model=BatchResponse, openapi_extra=_body("ScoreBatchRequest"),
-             tags=["scoring"], responses=_errors(401, 403, 404, 409, 413, 422, 429, 503))
+             tags=["scoring"], responses=error_responses(401, 403, 404, 409, 413, 422, 429, 503))
 async def score_batch(request: Request, reasons: int | None = reasons_query,
                       experiment: str | None = experiment_query, key: ApiKey = scorer_key) -> Response:
     """Score up to the batch limit of leads together, all with one model version."""
@@ -143,7 +143,8 @@ async def score_batch(request: Request, reasons: int | None = reasons_query,
                          "results": results})
 
 
-@router.get("/v1/model", response_model=ModelInfo, tags=["model"], responses=_errors(401, 403, 429, 503))
+@router.get("/v1/model", response_model=ModelInfo, tags=["model"],
+            responses=error_responses(401, 403, 429, 503))
 def model_info(request: Request, key: ApiKey = scorer_key) -> ModelInfo:
     """The model being served: version, metadata and test metrics."""
     svc = service(request)
@@ -160,7 +161,7 @@ def model_info(request: Request, key: ApiKey = scorer_key) -> ModelInfo:
 
 
 @router.get("/v1/model/versions", response_model=VersionsResponse, tags=["model"],
-            responses=_errors(401, 403, 429))
+            responses=error_responses(401, 403, 429))
 def model_versions(request: Request, key: ApiKey = scorer_key) -> VersionsResponse:
     """Every registered version, newest first."""
     svc = service(request)
@@ -175,7 +176,7 @@ def model_versions(request: Request, key: ApiKey = scorer_key) -> VersionsRespon
 
 
 @router.post("/v1/model/activate/{version}", response_model=SwitchResponse, tags=["model"],
-             responses=_errors(401, 403, 404, 409, 429))
+             responses=error_responses(401, 403, 404, 409, 429))
 def activate(version: str, request: Request, key: ApiKey = admin_key) -> SwitchResponse:
     """Verify and load a version, make it active in the registry and serve it (admin)."""
     new, previous = service(request).holder.activate(version)
@@ -184,7 +185,7 @@ def activate(version: str, request: Request, key: ApiKey = admin_key) -> SwitchR
 
 
 @router.post("/v1/model/rollback", response_model=SwitchResponse, tags=["model"],
-             responses=_errors(401, 403, 409, 429))
+             responses=error_responses(401, 403, 409, 429))
 def rollback(request: Request, key: ApiKey = admin_key) -> Response | SwitchResponse:
     """Re-activate the previously active version (admin)."""
     try:
@@ -196,7 +197,7 @@ def rollback(request: Request, key: ApiKey = admin_key) -> Response | SwitchResp
 
 
 @router.post("/v1/model/train", response_model=TrainJob, status_code=202, tags=["model"],
-             responses=_errors(401, 403, 409, 429))
+             responses=error_responses(401, 403, 409, 429))
 def train(request: Request, key: ApiKey = admin_key) -> Response:
     """Start a retraining job in the background (admin): the same cycle as `leadscore retrain --crm`
     (train on the refreshed CRM data, gate, activate only what passes). One job at a time; 409 while
@@ -212,7 +213,7 @@ def train(request: Request, key: ApiKey = admin_key) -> Response:
 
 
 @router.get("/v1/model/train/{job}", response_model=TrainJob, tags=["model"],
-            responses=_errors(401, 403, 404, 429))
+            responses=error_responses(401, 403, 404, 429))
 def train_status(job: str, request: Request, key: ApiKey = admin_key) -> Response:
     """A training job's state, its result once finished, and the last lines of its output (admin)."""
     try:
@@ -223,7 +224,7 @@ def train_status(job: str, request: Request, key: ApiKey = admin_key) -> Respons
 
 
 @router.post("/v1/outcomes", response_model=OutcomeResponse, tags=["outcomes"],
-             responses=_errors(401, 403, 413, 429, 503))
+             responses=error_responses(401, 403, 413, 429, 503))
 def outcomes(outcome: OutcomeRequest, request: Request, key: ApiKey = scorer_key) -> OutcomeResponse:
     """Record what became of a lead; sending it again replaces the earlier record."""
     row = service(request).outcomes.record(str(outcome.lead_id), outcome.converted, outcome.converted_at)

@@ -25,13 +25,13 @@ from leadscore.monitoring.exposition import CachedCollector, load_states, states
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
-from leadscore.service.experiments import ServiceExperiments, experiment_families, service_params
+from leadscore.service.experiment_state import ServiceExperiments, experiment_families, service_params
 from leadscore.service.holder import ModelHolder, ServedModel
 from leadscore.service.metrics import ServiceMetrics, mark_process_dead
 from leadscore.service.middleware import Draining
 from leadscore.service.ratelimit import TokenBuckets
 from leadscore.service.settings import ServiceSettings
-from leadscore.service.training import TrainJobs, training_families
+from leadscore.service.train_jobs import TrainJobs, training_families
 
 log = logging.getLogger(__name__)
 

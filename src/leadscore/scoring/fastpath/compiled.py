@@ -30,7 +30,7 @@ from leadscore.data.schema import TableSchema
 from leadscore.modeling.calibration import EPS, Calibrator
 from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.kinds import tree_kind
-from leadscore.scoring.explain import _explain, calibrate_contributions
+from leadscore.scoring.explain import calibrate_contributions, explain_model
 from leadscore.scoring.fastpath.inputs import UNSEEN, Batch, Layout
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def verify(model: Any, compiled: CompiledModel, X: pd.DataFrame) -> None:  # noq
             raise UnsupportedModelError(f"{name}: probability with and without explanation differs")
     scores = compiled.score(columns, explain=True)
     _check("probability", scores.probability, np.asarray(model.predict_proba(X))[:, 1])
-    base, values = _explain(model, X)
+    base, values = explain_model(model, X)
     _check("base", scores.base, base)  # type: ignore[arg-type]
     _check("contributions", scores.values, values)  # type: ignore[arg-type]
     for i in range(min(len(X), SINGLE_ROWS)):  # one row at a time takes other routes: same numbers
