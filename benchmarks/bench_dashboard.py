@@ -54,9 +54,10 @@ from bench_service import free_port, start_server, stop_server  # noqa: E402
 
 from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE  # noqa: E402
 from leadscore.artifacts.registry import Registry  # noqa: E402
+from leadscore.monitoring.log_rows import insert_rows  # noqa: E402
 from leadscore.monitoring.outcomes import OutcomeStore  # noqa: E402
 from leadscore.monitoring.predlog import open_database  # noqa: E402
-from leadscore.monitoring.replay import log_rows, write_log  # noqa: E402
+from leadscore.monitoring.replay import log_rows  # noqa: E402
 from leadscore.scoring.scorer import Scorer  # noqa: E402
 
 CLI = [sys.executable, "-m", "leadscore.cli"]  # the console script, run by this interpreter
@@ -111,7 +112,7 @@ def build_store(url: str, registry: Path, version: str, snapshots: Path, rows: i
             chunk = leads.iloc[first:first + CHUNK]
             scored = scorer.score_frame(chunk, reasons=3)
             probability[first:first + len(chunk)] = scored["probability"].to_numpy(float)
-            write_log(engine, log_table, log_rows(chunk, scored, inputs))
+            insert_rows(engine, log_table, log_rows(chunk, scored, inputs))
         scored_at = leads["snapshot_at"]
         old = (scored_at < now - pd.Timedelta(days=MATURE_DAYS)).to_numpy()
         converted = rng.random(rows) < probability

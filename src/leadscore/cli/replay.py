@@ -17,8 +17,9 @@ def _cmd_replay(args: argparse.Namespace) -> None:
 
     from leadscore.core.jsonsafe import dumps
     from leadscore.data.tables import read_table, utc_timestamp
+    from leadscore.monitoring.log_rows import insert_rows
     from leadscore.monitoring.outcomes import OutcomeStore
-    from leadscore.monitoring.replay import log_rows, replay_leads, replay_outcomes, replay_start, write_log
+    from leadscore.monitoring.replay import log_rows, replay_leads, replay_outcomes, replay_start
     from leadscore.scoring.scorer import Scorer
 
     params = load_params_or_defaults(args)
@@ -35,7 +36,7 @@ def _cmd_replay(args: argparse.Namespace) -> None:
     written = 0
     for _, week in tqdm(leads.groupby(weeks, sort=True), desc="weeks", unit="week", disable=args.quiet):
         scored = scorer.score_frame(week, reasons=args.reasons)
-        written += write_log(engine, log_table, log_rows(week, scored, inputs))
+        written += insert_rows(engine, log_table, log_rows(week, scored, inputs))
     outcomes = replay_outcomes(read_table(args.outcomes), leads["lead_id"], end)
     stored = OutcomeStore(engine, outcomes_table).record_many(outcomes, what="the replayed outcomes") \
         if outcomes else 0
