@@ -49,3 +49,7 @@ class ExperimentNotFoundError(LeadscoreError, LookupError):
 
 class ExperimentStateError(LeadscoreError):
     """The experiment cannot do that now (the name is taken, or it is stopped)."""
+
+
+class MappingError(LeadscoreError, ValueError):
+    """A CRM mapping is invalid, or does not match the live database (table, column or value)."""
