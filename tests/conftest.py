@@ -69,3 +69,65 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def flat_leads() -> pd.DataFrame:
     return make_flat_leads()
+
+
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"  # the MariaDB server on every machine here
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    """The MariaDB test database; the test is skipped, with the reason, if it cannot be reached."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(MARIADB_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"MariaDB not reachable at {MARIADB_URL}: {str(exc.orig).strip().splitlines()[0]}")
+    finally:
+        engine.dispose()
+    return MARIADB_URL
+
+
+def fresh_database(server_url: str):  # -> contextmanager yielding a URL
+    """A context manager: a new, empty database on the server of ``server_url`` (PostgreSQL or MariaDB),
+    named uniquely (so parallel test workers never collide), dropped on exit."""
+    import contextlib
+    import uuid
+
+    import sqlalchemy as sa
+
+    @contextlib.contextmanager
+    def manage():
+        name = f"ls_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        url = sa.make_url(server_url)
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        mysql = url.get_backend_name() in ("mysql", "mariadb")
+        create = f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4" if mysql else f'CREATE DATABASE "{name}"'
+        drop = f"DROP DATABASE IF EXISTS `{name}`" if mysql \
+            else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(create))
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(drop))
+            admin.dispose()
+
+    return manage()
+
+
+@pytest.fixture(scope="module")
+def fresh_pg_url(pg_url: str):
+    """A PostgreSQL database of this test module alone, dropped after it."""
+    with fresh_database(pg_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def fresh_mariadb_url(mariadb_url: str):
+    """A MariaDB database of this test module alone, dropped after it."""
+    with fresh_database(mariadb_url) as url:
+        yield url

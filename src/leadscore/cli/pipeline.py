@@ -6,32 +6,24 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leadscore.cli.common import add_command, add_params_option, load_params_arg
 from leadscore.core.exceptions import LeadscoreError
 
+if TYPE_CHECKING:
+    from leadscore.data.demo import CRMData
+
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from leadscore.core.hashing import dvc_dir_md5, recorded_md5
-    from leadscore.data.demo import generate_crm, write_crm
 
-    out = Path(args.out)
-    if args.if_missing and (out / "raw").is_dir() and any((out / "raw").iterdir()):
+    out = Path(args.out or "data") if args.out or not args.db else None
+    if out is not None and args.if_missing and (out / "raw").is_dir() and any((out / "raw").iterdir()):
         print(f"{out}/raw exists: leaving your data as it is")
     else:
-        from leadscore.core.config import DemoParams
-
-        demo = load_params_arg(args).demo if Path(args.params).exists() else DemoParams()
-        n_leads = args.n_leads or demo.n_leads
-        seed = demo.seed if args.seed is None else args.seed
-        start = args.start or demo.start
-        months = args.months or demo.months
-        began = time.perf_counter()
-        data = generate_crm(n_leads=n_leads, seed=seed, start=start, months=months)
-        paths = write_crm(data, out)
-        print(f"wrote {len(paths)} files for {n_leads:,} leads to {out} "
-              f"in {time.perf_counter() - began:.1f} s")
-    if args.verify:
+        _generate_demo(args, out)
+    if args.verify and out is not None:
         expected, actual = recorded_md5(args.verify), dvc_dir_md5(out)
         if expected != actual:
             raise LeadscoreError(
@@ -41,13 +33,63 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         print(f"{out} matches {args.verify} ({expected})")
 
 
+def _generate_demo(args: argparse.Namespace, out: Path | None) -> None:
+    from leadscore.core.config import DemoParams
+    from leadscore.data.demo import generate_crm, write_crm
+
+    demo = load_params_arg(args).demo if Path(args.params).exists() else DemoParams()
+    n_leads = args.n_leads or demo.n_leads
+    seed = demo.seed if args.seed is None else args.seed
+    start = args.start or demo.start
+    months = args.months or demo.months
+    began = time.perf_counter()
+    data = generate_crm(n_leads=n_leads, seed=seed, start=start, months=months)
+    if out is not None:
+        paths = write_crm(data, out)
+        print(f"wrote {len(paths)} files for {n_leads:,} leads to {out} "
+              f"in {time.perf_counter() - began:.1f} s")
+    if args.db:
+        _write_demo_db(data, args.db, replace=args.replace)
+
+
+def _write_demo_db(data: CRMData, url: str, *, replace: bool) -> None:
+    import sys
+
+    from leadscore.core.database import safe_url
+    from leadscore.data.demo.database import write_crm_database
+
+    began = time.perf_counter()
+    big = len(data.activities) > 500_000
+
+    def progress(table: str, done: int, total: int) -> None:
+        if big and (done == total or done % 1_000_000 < 50_000):
+            print(f"  {table}: {done:,} / {total:,} rows ({time.perf_counter() - began:.0f} s)",
+                  file=sys.stderr, flush=True)
+
+    counts = write_crm_database(data, url, if_exists="replace" if replace else "fail", progress=progress)
+    rows = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+    print(f"wrote the demo CRM to {safe_url(url)} ({rows} rows) in {time.perf_counter() - began:.1f} s")
+
+
 def add_demo_command(commands: argparse._SubParsersAction) -> None:
     p = add_command(commands, "demo", _cmd_demo, "generate the demo CRM extract (deterministic)",
              "Write the seeded demo CRM extract: raw/leads, raw/activities, raw/outcomes (Parquet)\n"
              "and truth/true_probability (the latent conversion probability, never a feature).\n"
              "The same settings always give byte-identical files, so a fresh clone reproduces\n"
-             "exactly what data.dvc records. Settings default to the `demo` section of params.yaml.")
-    p.add_argument("--out", default="data", help="output folder (default: %(default)s)")
+             "exactly what data.dvc records. Settings default to the `demo` section of params.yaml.\n"
+             "With --db the CRM tables (leads, activities, outcomes; keys, indexes, change columns)\n"
+             "are written into a database instead (files too only if --out is given).\n\n"
+             "examples:\n"
+             "  leadscore demo --out data\n"
+             "  leadscore demo --db crm.db --n-leads 10000\n"
+             "  leadscore demo --db postgresql+psycopg://postgres@127.0.0.1:5432/crm --replace\n"
+             "  leadscore demo --db mysql+pymysql://root@127.0.0.1:3306/crm --n-leads 1000000")
+    p.add_argument("--out", default=None, help="output folder (default: data; with --db: no files)")
+    p.add_argument("--db", metavar="URL",
+                   help="write the CRM tables into this database: a SQLite path (crm.db) or a URL "
+                        "(sqlite:///, postgresql+psycopg://, mysql+pymysql://)")
+    p.add_argument("--replace", action="store_true",
+                   help="with --db: drop and rewrite existing CRM tables (default: refuse)")
     p.add_argument("--n-leads", type=int, help="number of leads (default: params.yaml, 50000)")
     p.add_argument("--seed", type=int, help="random seed (default: params.yaml, 42)")
     p.add_argument("--start", help="first creation date, YYYY-MM-DD (default: params.yaml)")

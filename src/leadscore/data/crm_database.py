@@ -13,8 +13,8 @@ and one lead read by id get the same values.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +38,7 @@ class ChangedLeads:
 
     lead_ids: tuple[str, ...]
     high_water: pd.Timestamp | None
+    stamps: Mapping[str, pd.Timestamp] = field(default_factory=dict)  # each lead's newest change
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,10 @@ class CrmDatabase:
     def _reflect(self, inspector: Any, label: str) -> _Table:
         section = getattr(self.mapping, label)
         schema, _, name = str(section.table).rpartition(".")
+        if schema and schema not in inspector.get_schema_names():
+            needed = ", ".join(c for _, c, _ in self._wanted(label))
+            raise MappingError(f"mapping: table {section.table!r} ({label}.table) not found in {self.url}: "
+                               f"no schema {schema!r} (needed for columns {needed})")
         if not inspector.has_table(name, schema=schema or None):
             known = inspector.get_table_names(schema=schema or None) + \
                 inspector.get_view_names(schema=schema or None)
@@ -384,6 +389,7 @@ class CrmDatabase:
                                "activities.changed_at to track what changed)")
         ids: set[str] = set()
         newest: list[np.datetime64] = []
+        per_lead: dict[str, pd.Timestamp] = {}
         sqlite = self.engine.dialect.name == "sqlite"
         with self._connect() as conn:
             for table in sources:
@@ -402,7 +408,11 @@ class CrmDatabase:
                 ids.update(str(r[0]) for r in rows)
                 stamps = cv.times([r[1] for r in rows], self.mapping.timezone, f"{table.name}.{column}")
                 newest.extend(s for s in stamps if not np.isnat(s))
-        return ChangedLeads(tuple(sorted(ids)), pd.Timestamp(max(newest)) if newest else None)
+                for row, stamp in zip(rows, stamps, strict=True):
+                    if not np.isnat(stamp):
+                        lead, at = str(row[0]), pd.Timestamp(stamp)
+                        per_lead[lead] = max(per_lead.get(lead, at), at)
+        return ChangedLeads(tuple(sorted(ids)), pd.Timestamp(max(newest)) if newest else None, per_lead)
 
 
 def _statements(tables: dict[str, _Table], statuses: dict[str, str]) -> dict[str, Any]:
