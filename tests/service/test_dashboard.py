@@ -9,6 +9,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,11 @@ from leadscore.monitoring.predlog import (
     read_served,
 )
 from leadscore.scoring.scorer import Scorer
-from leadscore.service import dashboard_cache, dashboard_data
 from leadscore.service.app import create_app
-from leadscore.service.dashboard_cache import PanelCache, default_jobs, keep_warm
-from leadscore.service.dashboard_data import MAX_POINTS
+from leadscore.service.dashboard import cache as dashboard_cache
+from leadscore.service.dashboard import panels as dashboard_panels
+from leadscore.service.dashboard.cache import PanelCache, default_jobs, keep_warm
+from leadscore.service.dashboard.panels import MAX_POINTS
 from leadscore.service.routes import SESSION_COOKIE
 from leadscore.service.settings import ServiceSettings
 
@@ -421,7 +423,7 @@ def test_segments_account_for_every_lead_whatever_the_log(bundles: tuple[Path, P
     outcomes = pd.DataFrame({"lead_id": list(decided), "converted": list(decided.values()),
                              "converted_at": converted_at, "recorded_at": now - timedelta(days=1)})
     outcomes["converted_at"] = pd.to_datetime(outcomes["converted_at"], utc=True)
-    got = dashboard_data.segment_summary(frame, outcomes, bundle, version="v1", days=365, k=k,
+    got = dashboard_panels.segment_summary(frame, outcomes, bundle, version="v1", days=365, k=k,
                                          truncated=False, window_days=90, now=now)
     distinct = frame["lead_id"].dropna().nunique() + int(frame["lead_id"].isna().sum())
     assert got.leads == distinct
@@ -517,18 +519,48 @@ def test_panel_cache_warms_only_what_is_missing_or_old() -> None:
     cache.warm("x", lambda: "up")
     _settled(cache)
     assert cache.get("x", lambda: "request") == "up"
+    cache.close()
+
+
+def test_panel_cache_close_stops_its_thread_and_drops_what_waits() -> None:
+    before = set(threading.enumerate())
+    started, release = threading.Event(), threading.Event()
+    cache = PanelCache(fresh=30, stale=900, clock=Clock())
+    cache.close()  # nothing started yet: nothing to stop
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "slow"
+
+    cache.warm("a", slow)
+    assert started.wait(10)
+    cache.warm("b", lambda: "queued")  # waits behind "a"
+    refresh = [t for t in set(threading.enumerate()) - before if t.name == "dashboard-refresh"]
+    assert len(refresh) == 1
+    closing = threading.Thread(target=cache.close)
+    closing.start()
+    release.set()
+    closing.join(10)
+    assert not closing.is_alive() and not refresh[0].is_alive()
+    assert cache.pending() == 0 and cache.age("a") is not None and cache.age("b") is None
+    cache.warm("b", lambda: "later")  # a later refresh starts a new thread
+    _settled(cache)
+    assert cache.get("b", lambda: "request") == "later"
+    cache.close()
 
 
 def test_keep_warm_computes_the_default_panels_of_the_served_version(client: TestClient) -> None:
     svc = client.app.state.service  # type: ignore[attr-defined]
     served = svc.holder.current
     stop = threading.Event()
-    worker = threading.Thread(target=keep_warm, args=(svc, stop), kwargs={"every": 0.05}, daemon=True)
+    cache: PanelCache = client.app.state.panel_cache  # type: ignore[attr-defined]
+    worker = threading.Thread(target=keep_warm, args=(svc, cache, stop), kwargs={"every": 0.05}, daemon=True)
     worker.start()
     try:
         keys = [key for key, _ in default_jobs(svc, served)]
         deadline = time.monotonic() + 30
-        while not all(dashboard_cache.PANEL_CACHE.age(key) is not None for key in keys):
+        while not all(cache.age(key) is not None for key in keys):
             assert time.monotonic() < deadline, "the default panels were not computed"
             time.sleep(0.05)
     finally:
@@ -537,8 +569,22 @@ def test_keep_warm_computes_the_default_panels_of_the_served_version(client: Tes
     assert {key[3] for key in keys} == {"performance", "drift", "segments", "scores", "experiments"}
     assert all(served.version in key for key in keys if key[3] not in ("scores", "experiments"))
     body = client.get("/v1/dashboard/segments", headers={"X-API-Key": SCORER_KEY}).json()
-    kept = dashboard_cache.PANEL_CACHE.get(keys[2], lambda: None)
+    kept = cache.get(keys[2], lambda: None)
     assert body == kept.model_dump(mode="json")  # the page's first request is answered from the cache
+
+
+def test_each_app_owns_its_panel_cache_and_stops_its_threads_with_it(settings: ServiceSettings) -> None:
+    before = set(threading.enumerate())
+    first, second = create_app(replace(settings, warm_dashboard=True)), create_app(settings)
+    assert first.state.panel_cache is not second.state.panel_cache
+    with TestClient(first) as client:
+        first.state.panel_cache.warm("k", lambda: "kept")
+        _settled(first.state.panel_cache)
+        started = {t.name for t in set(threading.enumerate()) - before}
+        assert {"dashboard-warm", "dashboard-refresh"} <= started
+        assert client.get("/health").status_code == 200
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("dashboard-")]
+    assert second.state.panel_cache.age("k") is None  # nothing shared between apps
 
 
 # --- the page in a browser against a real server --------------------------------------------------------

@@ -1,8 +1,9 @@
 """The FastAPI app: real-time scoring of raw leads with the registry's active model.
 
 :func:`create_app` wires the parts together: :class:`~leadscore.service.state.Service` (keys, buckets,
-metrics, the served model, the logs), the middleware (request ids and metrics, the body limit), the error
-handlers and the routes; the lifespan starts and stops the service. The OpenAPI document carries the
+metrics, the served model, the logs), the dashboard's panel cache, the middleware (request ids and
+metrics, the body limit), the error handlers and the routes; the lifespan starts and stops the service
+and the cache's background threads. The OpenAPI document carries the
 request schema generated from the served model and is rebuilt when the served version changes.
 """
 
@@ -21,8 +22,9 @@ from pydantic.json_schema import models_json_schema
 
 from leadscore import __version__
 from leadscore.service import redact
-from leadscore.service.dashboard import router as dashboard_router
-from leadscore.service.dashboard_cache import keep_warm
+from leadscore.service.crm_routes import router as crm_router
+from leadscore.service.dashboard.cache import PanelCache, keep_warm
+from leadscore.service.dashboard.routes import router as dashboard_router
 from leadscore.service.errors import install_error_handlers
 from leadscore.service.experiment_routes import router as experiment_router
 from leadscore.service.middleware import BodyLimit, RequestContext
@@ -57,6 +59,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         If no API keys file is given or it is invalid.
     """
     svc = Service.from_settings(settings)
+    panel_cache = PanelCache()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,22 +68,29 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         # where uvicorn runs this coroutine
         svc.draining.install()
         stop = threading.Event()
+        warm = threading.Thread(target=keep_warm, args=(svc, panel_cache, stop), name="dashboard-warm",
+                                daemon=True)
         if settings.warm_dashboard:
-            threading.Thread(target=keep_warm, args=(svc, stop), name="dashboard-warm", daemon=True).start()
+            warm.start()
         try:
             yield
         finally:
             stop.set()
             svc.draining.uninstall()
+            if warm.is_alive():
+                await run_in_threadpool(warm.join)
+            await run_in_threadpool(panel_cache.close)
             await run_in_threadpool(svc.stop)
 
     app = FastAPI(title="leadscore", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.service = svc
+    app.state.panel_cache = panel_cache
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    routes = [*router.routes, *experiment_router.routes, *dashboard_router.routes]
+    routes = [*router.routes, *crm_router.routes, *experiment_router.routes, *dashboard_router.routes]
     app.add_middleware(RequestContext, metrics=svc.metrics, routes=routes, draining=svc.draining)
     app.include_router(router)
+    app.include_router(crm_router)
     app.include_router(experiment_router)
     app.include_router(dashboard_router)
 

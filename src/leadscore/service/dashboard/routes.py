@@ -22,8 +22,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from leadscore.monitoring.exposition import load_states
-from leadscore.service import dashboard_cache, dashboard_data
 from leadscore.service.auth import ApiKey, SlowHashThrottled
+from leadscore.service.dashboard import cache, panels
+from leadscore.service.dashboard.cache import PanelCache
 from leadscore.service.errors import request_id
 from leadscore.service.holder import ServedModel
 from leadscore.service.ratelimit import retry_after
@@ -49,17 +50,17 @@ POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 
           "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": POLICY, "Cache-Control": "no-store",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-days_query = Query(dashboard_cache.DAYS, ge=1, le=365, description="look back this many days")
-weeks_query = Query(dashboard_cache.WEEKS, ge=1, le=104, description="look back this many weeks")
+days_query = Query(cache.DAYS, ge=1, le=365, description="look back this many days")
+weeks_query = Query(cache.WEEKS, ge=1, le=104, description="look back this many weeks")
 all_query = Query(False, description="every version's weeks, not only the served version's")
-drift_weeks_query = Query(dashboard_cache.DRIFT_WEEKS, ge=1, le=52, description="look back this many weeks")
-segment_days_query = Query(dashboard_cache.SEGMENT_DAYS, ge=1, le=365,
+drift_weeks_query = Query(cache.DRIFT_WEEKS, ge=1, le=52, description="look back this many weeks")
+segment_days_query = Query(cache.SEGMENT_DAYS, ge=1, le=365,
                            description="cluster the leads scored in this many days")
 k_query = Query(None, ge=2, le=12, description="number of segments (default: params.yaml's clusters.k)")
 
 
 def _static(name: str) -> str:
-    return resources.files("leadscore.service").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("leadscore.service.dashboard").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def _sign_in(message: str = "", status: int = 200) -> HTMLResponse:
@@ -142,7 +143,7 @@ def whoami(key: ApiKey = scorer_key) -> WhoAmI:
 def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
     """The served model: version, training window, precision, recall, F1, ROC-AUC and accuracy on the
     test set (None where the metadata lacks them) and its ten most important features."""
-    return dashboard_data.model_summary(_served(service(request)))
+    return panels.model_summary(_served(service(request)))
 
 
 @router.get("/v1/dashboard/scores", response_model=ScoreSummary, tags=["dashboard"],
@@ -150,7 +151,7 @@ def model_panel(request: Request, key: ApiKey = scorer_key) -> DashboardModel:
 def scores_panel(request: Request, days: int = days_query, key: ApiKey = scorer_key) -> ScoreSummary:
     """Score histogram and tier counts of the leads served in the last `days` days (newest 50,000 at most;
     a challenger's shadow scores excluded). Fresh for 30 s (see the performance panel)."""
-    found: ScoreSummary = _cached(request, *dashboard_cache.scores_job(service(request), days))
+    found: ScoreSummary = _cached(request, *cache.scores_job(service(request), days))
     return found
 
 
@@ -161,7 +162,7 @@ def lead_scores(request: Request, lead_id: str = Path(min_length=1, max_length=2
     """A lead's latest score with its reasons and its score history, newest first (shadow scores
     excluded); 404 when the lead was never scored."""
     predlog = service(request).predlog
-    found = dashboard_data.lead_history(predlog.engine, predlog.table, lead_id)
+    found = panels.lead_history(predlog.engine, predlog.table, lead_id)
     if found is None:
         raise HTTPException(404, f"no scores logged for lead {lead_id!r}")
     return found
@@ -175,10 +176,11 @@ def _served(svc: Service) -> ServedModel:
 
 
 def _cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """The panel's kept answer (:class:`~leadscore.service.dashboard_cache.PanelCache`); 503 when the log
-    cannot be read."""
+    """The panel's kept answer (the app's :class:`~leadscore.service.dashboard.cache.PanelCache`); 503
+    when the log cannot be read."""
+    kept: PanelCache = request.app.state.panel_cache
     try:
-        return dashboard_cache.PANEL_CACHE.get(key, compute)
+        return kept.get(key, compute)
     except sa.exc.SQLAlchemyError as exc:
         log.warning("cannot read the prediction log: %s", str(getattr(exc, "orig", exc)).strip())
         raise HTTPException(503, "the prediction log cannot be read") from None
@@ -196,7 +198,7 @@ def performance_panel(request: Request, weeks: int = weeks_query, all_versions: 
     for 15 minutes more it is answered at once while the next one is computed (`computed_at` says when
     it was)."""
     svc = service(request)
-    job = dashboard_cache.performance_job(svc, _served(svc), weeks, all_versions)
+    job = cache.performance_job(svc, _served(svc), weeks, all_versions)
     found: PerformanceOverTime = _cached(request, *job)
     return found
 
@@ -208,7 +210,7 @@ def drift_panel(request: Request, weeks: int = drift_weeks_query, key: ApiKey = 
     the last `weeks` weeks (the newest 20,000 at most), the score's own drift first, then the 15 most
     drifted features; states as `leadscore monitor check` judges them. Kept as the performance panel."""
     svc = service(request)
-    found: DriftOverTime = _cached(request, *dashboard_cache.drift_job(svc, _served(svc), weeks))
+    found: DriftOverTime = _cached(request, *cache.drift_job(svc, _served(svc), weeks))
     return found
 
 
@@ -221,7 +223,7 @@ def segments_panel(request: Request, days: int = segment_days_query, k: int | No
     predicted probability, defining traits, and up to 600 leads placed on the first two principal
     components for a scatter. Kept as the performance panel."""
     svc = service(request)
-    found: SegmentSummary = _cached(request, *dashboard_cache.segments_job(svc, _served(svc), days,
+    found: SegmentSummary = _cached(request, *cache.segments_job(svc, _served(svc), days,
                                                             k or svc.params.clusters_k))
     return found
 
@@ -232,7 +234,7 @@ def experiments_panel(request: Request, key: ApiKey = scorer_key) -> DashboardEx
     """The three newest experiments, each with its analysis as `GET /v1/experiments/{name}/results` gives
     it (conversion per arm with intervals, the tests, the recommendation). Kept as the performance panel;
     the results endpoint itself is computed on every call."""
-    found: DashboardExperiments = _cached(request, *dashboard_cache.experiments_job(service(request)))
+    found: DashboardExperiments = _cached(request, *cache.experiments_job(service(request)))
     return found
 
 
@@ -246,4 +248,4 @@ def monitoring_panel(request: Request, key: ApiKey = scorer_key) -> MonitoringSu
     except sa.exc.SQLAlchemyError as exc:
         log.warning("cannot read the monitoring states: %s", str(getattr(exc, "orig", exc)).strip())
         raise HTTPException(503, "the monitoring states cannot be read") from None
-    return dashboard_data.monitoring_summary(states, checked_at)
+    return panels.monitoring_summary(states, checked_at)

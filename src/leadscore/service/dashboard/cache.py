@@ -3,9 +3,10 @@ computed and kept.
 
 Each panel is a *job*: its cache key (the store, the registry, the served version and the query) and a
 function that computes its answer from the prediction log, the outcomes and the served model. Answers
-are kept per worker process in :data:`PANEL_CACHE` (fresh 30 s, then shown while recomputed in the
-background for up to 15 minutes), and :func:`keep_warm` computes the page's default panels ahead of any
-request: at start, for each new served version, and before a kept answer expires.
+are kept in the app's :class:`PanelCache` (``app.state.panel_cache``, one per app, made and closed with
+it: fresh 30 s, then shown while recomputed in the background for up to 15 minutes), and
+:func:`keep_warm` computes the page's default panels ahead of any request: at start, for each new served
+version, and before a kept answer expires.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from leadscore.monitoring.drift import DriftThresholds
 from leadscore.monitoring.predlog import read_served
-from leadscore.service import dashboard_data
+from leadscore.service.dashboard import panels
 from leadscore.service.holder import ServedModel
 from leadscore.service.schemas import (
     DashboardExperiments,
@@ -39,15 +40,17 @@ DAYS, WEEKS, DRIFT_WEEKS, SEGMENT_DAYS = 30, 26, 12, 90  # the page's first requ
 EXPERIMENTS = 3           # the newest experiments the page shows
 WARM_EVERY = 5.0          # seconds between keep_warm's looks
 RETRY_SECONDS = 60.0      # a panel whose background computation failed is not warmed again sooner
+CLOSE_SECONDS = 30.0      # how long closing waits for a background computation to end
 
 
 class PanelCache:
-    """The heavy panels' answers, per key, in one worker process.
+    """The heavy panels' answers, per key, of one app.
 
     An answer is fresh for ``fresh`` seconds and returned as it is. Older, up to ``stale`` seconds, it is
     still returned at once while a background thread computes its successor (stale-while-revalidate), so
     a page is not held up by a recomputation; an absent or older answer is computed in the request.
-    :meth:`warm` computes one in the background ahead of any request.
+    :meth:`warm` computes one in the background ahead of any request; :meth:`close` stops the background
+    thread (the app's lifespan calls it).
     """
 
     def __init__(self, fresh: float = CACHE_SECONDS, stale: float = STALE_SECONDS, size: int = 64,
@@ -57,8 +60,8 @@ class PanelCache:
         self._kept: dict[Any, tuple[float, Any]] = {}
         self._pending: set[Any] = set()
         self._failed: dict[Any, float] = {}  # when a background computation of a key last failed
-        self._queue: queue.SimpleQueue[tuple[Any, Callable[[], Any]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[tuple[Any, Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None  # the background thread, reading self._queue
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         """The kept answer for ``key`` (refreshed in the background when no longer fresh), else
@@ -95,18 +98,32 @@ class PanelCache:
         with self._lock:
             return len(self._pending)
 
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Stop the background thread once its current computation ends (waiting up to ``timeout``
+        seconds); computations still queued are dropped. A later refresh starts a new thread."""
+        with self._lock:
+            thread, jobs, self._thread, self._queue = self._thread, self._queue, None, queue.SimpleQueue()
+            while not jobs.empty():
+                job = jobs.get_nowait()
+                if job is not None:
+                    self._pending.discard(job[0])
+            jobs.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
     def _submit(self, key: Any, compute: Callable[[], Any]) -> None:  # under the lock
         if key in self._pending:
             return
         self._pending.add(key)
         self._queue.put((key, compute))
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="dashboard-refresh", daemon=True)
+            self._thread = threading.Thread(target=self._work, args=(self._queue,), name="dashboard-refresh",
+                                            daemon=True)
             self._thread.start()
 
-    def _work(self) -> None:
-        while True:
-            key, compute = self._queue.get()
+    def _work(self, jobs: queue.SimpleQueue[tuple[Any, Callable[[], Any]] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            key, compute = job
             try:
                 self._put(key, compute())
                 with self._lock:
@@ -130,9 +147,6 @@ class PanelCache:
         return value
 
 
-PANEL_CACHE = PanelCache()
-
-
 Job = tuple[tuple[Any, ...], Callable[[], Any]]  # a heavy panel's cache key and its computation
 
 
@@ -145,7 +159,7 @@ def scores_job(svc: Service, days: int) -> Job:
     predlog = svc.predlog
 
     def compute() -> ScoreSummary:
-        return dashboard_data.score_summary(predlog.engine, predlog.table, days=days, now=datetime.now(UTC))
+        return panels.score_summary(predlog.engine, predlog.table, days=days, now=datetime.now(UTC))
 
     return _key(svc, "scores", days), compute
 
@@ -153,10 +167,10 @@ def scores_job(svc: Service, days: int) -> Job:
 def performance_job(svc: Service, served: ServedModel, weeks: int, all_versions: bool) -> Job:
     """The performance panel of ``served`` (every version with ``all_versions``) over ``weeks`` weeks."""
     predlog = svc.predlog
-    window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
+    window = panels.label_window_days(served.scorer.bundle.metadata)
 
     def compute() -> PerformanceOverTime:
-        return dashboard_data.performance_over_time(
+        return panels.performance_over_time(
             predlog.engine, predlog.table, svc.outcomes.frame(), svc.registry.events(),
             version=served.version, weeks=weeks, window_days=window, now=datetime.now(UTC),
             all_versions=all_versions)
@@ -171,10 +185,10 @@ def drift_job(svc: Service, served: ServedModel, weeks: int) -> Job:
     def compute() -> DriftOverTime:
         since = datetime.now(UTC) - timedelta(weeks=weeks)
         frame = read_served(svc.predlog.engine, svc.predlog.table, since=since, version=served.version,
-                            limit=dashboard_data.MAX_DRIFT + 1, inputs=True)
-        return dashboard_data.drift_over_time(
-            frame.head(dashboard_data.MAX_DRIFT), served.scorer.bundle, version=served.version, weeks=weeks,
-            since=since, truncated=len(frame) > dashboard_data.MAX_DRIFT,
+                            limit=panels.MAX_DRIFT + 1, inputs=True)
+        return panels.drift_over_time(
+            frame.head(panels.MAX_DRIFT), served.scorer.bundle, version=served.version, weeks=weeks,
+            since=since, truncated=len(frame) > panels.MAX_DRIFT,
             thresholds=DriftThresholds.from_settings(settings), ignore=settings.ignore)
 
     return _key(svc, "drift", served.version, weeks), compute
@@ -182,15 +196,15 @@ def drift_job(svc: Service, served: ServedModel, weeks: int) -> Job:
 
 def segments_job(svc: Service, served: ServedModel, days: int, k: int) -> Job:
     """``k`` segments of the leads ``served`` scored in the last ``days`` days."""
-    window = dashboard_data.label_window_days(served.scorer.bundle.metadata)
+    window = panels.label_window_days(served.scorer.bundle.metadata)
 
     def compute() -> SegmentSummary:
         now = datetime.now(UTC)
         frame = read_served(svc.predlog.engine, svc.predlog.table, since=now - timedelta(days=days),
-                            version=served.version, limit=dashboard_data.MAX_SEGMENT + 1, inputs=True)
-        return dashboard_data.segment_summary(
-            frame.head(dashboard_data.MAX_SEGMENT), svc.outcomes.frame(), served.scorer.bundle,
-            version=served.version, days=days, k=k, truncated=len(frame) > dashboard_data.MAX_SEGMENT,
+                            version=served.version, limit=panels.MAX_SEGMENT + 1, inputs=True)
+        return panels.segment_summary(
+            frame.head(panels.MAX_SEGMENT), svc.outcomes.frame(), served.scorer.bundle,
+            version=served.version, days=days, k=k, truncated=len(frame) > panels.MAX_SEGMENT,
             window_days=window, now=now, seed=svc.params.seed)
 
     return _key(svc, "segments", served.version, days, k), compute
@@ -215,10 +229,10 @@ def default_jobs(svc: Service, served: ServedModel) -> list[Job]:
             experiments_job(svc)]
 
 
-def keep_warm(svc: Service, stop: threading.Event, every: float = WARM_EVERY) -> None:
-    """Until ``stop``: every ``every`` seconds, compute in the background the page's default panels that
-    are missing (a new model version, a first start) or about to stop being shown (older than the stale
-    limit less two minutes), so that opening the dashboard does not wait for them."""
+def keep_warm(svc: Service, cache: PanelCache, stop: threading.Event, every: float = WARM_EVERY) -> None:
+    """Until ``stop``: every ``every`` seconds, compute in ``cache``'s background the page's default panels
+    that are missing (a new model version, a first start) or about to stop being shown (older than the
+    stale limit less two minutes), so that opening the dashboard does not wait for them."""
     older_than = STALE_SECONDS - 120
     while not stop.wait(every):
         served = svc.holder.current
@@ -226,6 +240,6 @@ def keep_warm(svc: Service, stop: threading.Event, every: float = WARM_EVERY) ->
             continue
         try:
             for key, compute in default_jobs(svc, served):
-                PANEL_CACHE.warm(key, compute, older_than=older_than)
+                cache.warm(key, compute, older_than=older_than)
         except Exception as exc:  # noqa: BLE001 - the page computes what is missing; keep looking
             log.warning("dashboard: cannot plan the background panels: %s", exc)
