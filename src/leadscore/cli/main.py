@@ -17,6 +17,7 @@ from leadscore.cli.report import add_report_command
 from leadscore.cli.retrain import add_retrain_command
 from leadscore.cli.score import add_score_command
 from leadscore.cli.serve import add_serve_command
+from leadscore.cli.sync import add_sync_command
 from leadscore.core.exceptions import LeadscoreError
 
 log = logging.getLogger("leadscore")
@@ -24,7 +25,7 @@ log = logging.getLogger("leadscore")
 EPILOG = "Run `leadscore COMMAND --help` for the options of one command."
 COMMANDS = (add_demo_command, add_stage_commands, add_fit_command, add_score_command, add_models_command,
             add_serve_command, add_report_command, add_monitor_commands, add_retrain_command,
-            add_experiments_command)
+            add_experiments_command, add_sync_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,7 +86,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         train_crm=Path(args.train_crm) if args.train_crm else None,
         train_params=Path(args.train_params) if args.train_params else
         (Path("params.yaml") if Path("params.yaml").exists() else None),
-        warm_dashboard=not args.no_warm_dashboard)
+        warm_dashboard=not args.no_warm_dashboard, crm_url=args.crm,
+        crm_map=Path(args.crm_map) if args.crm_map else None, crm_as_of=args.crm_as_of,
+        crm_scores_table=args.scores_table, crm_write_back=not args.no_write_back)
     run(settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
         access_log=not args.no_access_log)
 
@@ -135,6 +137,20 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
                    help="CRM tables that POST /v1/model/train retrains on (without it: 503)")
     p.add_argument("--train-params", metavar="FILE",
                    help="settings for those jobs (default: ./params.yaml if present, else built-in)")
+    crm = p.add_argument_group("scoring by lead id from the CRM database (POST /v1/leads/{lead_id}/score)")
+    crm.add_argument("--crm", metavar="URL",
+                     help="the CRM database to read leads from and write scores back to (without it that "
+                          "endpoint answers 409)")
+    crm.add_argument("--crm-map", metavar="FILE",
+                     help="mapping of the CRM's tables and columns (YAML, docs/crm.md; default: the demo "
+                          "schema of `leadscore demo --db`)")
+    crm.add_argument("--crm-as-of", metavar="TIME",
+                     help="score as of this fixed instant (ISO 8601, UTC) instead of now: a CRM whose "
+                          "history ended in the past, such as the demo's")
+    crm.add_argument("--scores-table", default="lead_scores",
+                     help="the CRM's current-score table (default: %(default)s)")
+    crm.add_argument("--no-write-back", action="store_true",
+                     help="score by id without writing to the CRM database")
     keys = p.add_argument_group("API keys (print and exit)")
     keys.add_argument("--hash-key", action="store_true",
                       help="read a key from stdin (or a prompt) and print its hash for the keys file")

@@ -49,7 +49,7 @@ def input_fields(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def score_rows(scores: pd.DataFrame, inputs: Sequence[dict[str, Any]], request_id: str | Sequence[str], *,
-               champion: str | None = None, entry: str | None = None,
+               champion: str | None = None, entry: str | Sequence[str] | None = None,
                scored_at: Sequence[datetime] | None = None) -> list[dict[str, Any]]:
     """Prediction-log rows of one version's ``score_frame`` output.
 
@@ -58,11 +58,13 @@ def score_rows(scores: pd.DataFrame, inputs: Sequence[dict[str, Any]], request_i
     inputs : each lead's fields (:func:`input_fields`).
     request_id : one id for all rows, or one per row.
     champion : given, these are a challenger's shadow rows (no action or reasons; ``outputs.shadow``).
-    entry : a prefix of the unique entry key (``{entry}:{version}:{lead}``); default the request id.
+    entry : the prefix of each row's unique entry key (``{entry}:{version}:{lead}``), one for all rows or
+        one per row; default the request id.
     scored_at : when each lead was scored (default: the scores' ``scored_at``).
     """
     records = scores.to_dict("records")
     ids = [request_id] * len(records) if isinstance(request_id, str) else list(request_id)
+    keys = ids if entry is None else [entry] * len(records) if isinstance(entry, str) else list(entry)
     out = []
     for i, (record, fields) in enumerate(zip(records, inputs, strict=True)):
         at = pd.Timestamp(record["scored_at"] if scored_at is None else scored_at[i]).to_pydatetime()
@@ -78,7 +80,7 @@ def score_rows(scores: pd.DataFrame, inputs: Sequence[dict[str, Any]], request_i
         out.append({"request_id": ids[i], "lead_id": lead, "model_version": version,
                     "probability": outputs["probability"], "score": outputs["score"], "tier": record["tier"],
                     "inputs": fields, "outputs": outputs, "scored_at": at,
-                    ENTRY: f"{entry or ids[i]}:{version}:{lead}"})
+                    ENTRY: f"{keys[i]}:{version}:{lead}"})
     return out
 
 

@@ -59,6 +59,11 @@ class ServiceSettings:
         and table (a server adopts only the journals of its own destination).
     train_crm, train_params : the CRM tables (and settings file) ``POST /v1/model/train`` retrains on;
         without ``train_crm`` that endpoint answers 503.
+    crm_url, crm_map : the CRM database ``POST /v1/leads/{lead_id}/score`` reads leads from (and writes
+        scores back to), and the mapping of its tables (default: the demo schema); without ``crm_url``
+        that endpoint answers 409.
+    crm_as_of : score leads by id as of this fixed instant (ISO 8601) instead of now (a demo extract).
+    crm_scores_table, crm_write_back : the CRM's current-score table, and whether to write to it.
     warm_dashboard : compute the dashboard's heavy panels in the background (at start, for each new
         served version, and before a kept answer expires) so opening the page does not wait for them.
     """
@@ -82,10 +87,15 @@ class ServiceSettings:
     train_crm: Path | None = None
     train_params: Path | None = None
     warm_dashboard: bool = False
+    crm_url: str | None = None
+    crm_map: Path | None = None
+    crm_as_of: str | None = None
+    crm_scores_table: str = "lead_scores"
+    crm_write_back: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registry", Path(self.registry))
-        for name in ("keys_file", "state_dir", "journal_dir", "train_crm", "train_params"):
+        for name in ("keys_file", "state_dir", "journal_dir", "train_crm", "train_params", "crm_map"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))

@@ -25,6 +25,7 @@ from leadscore.monitoring.exposition import CachedCollector, load_states, states
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
+from leadscore.service.crm_leads import CrmLeads
 from leadscore.service.experiment_state import ServiceExperiments, experiment_families, service_params
 from leadscore.service.holder import ModelHolder, ServedModel
 from leadscore.service.metrics import ServiceMetrics, mark_process_dead
@@ -68,6 +69,7 @@ class Service:
         self._outcomes: OutcomeStore | None = None
         self._experiments: ServiceExperiments | None = None
         self._batch_limiter: anyio.CapacityLimiter | None = None
+        self.crm: CrmLeads | None = None  # the CRM database leads are scored from by id (serve --crm)
         self.params = Params()  # the settings file's, once started (experiments, monitoring, clusters)
 
     @classmethod
@@ -115,6 +117,10 @@ class Service:
         # a batch (up to seconds of CPU) runs in a thread, one at a time per worker, so the event loop
         # keeps answering single leads (about a millisecond each: scored inline), /health and /metrics
         self._batch_limiter = anyio.CapacityLimiter(1)
+        if s.crm_url:
+            self.crm = CrmLeads.open(s.crm_url, str(s.crm_map) if s.crm_map else None, self.params,
+                                     as_of=s.crm_as_of, scores_table=s.crm_scores_table,
+                                     write_back=s.crm_write_back)
         self.holder.refresh(force=True)
         self.holder.start()
 
@@ -131,6 +137,8 @@ class Service:
         self.holder.stop()
         if self._predlog is not None:
             self._predlog.close()
+        if self.crm is not None:
+            self.crm.close()
         if self._engine is not None:
             self._engine.dispose()
         self.buckets.close()
