@@ -55,8 +55,9 @@ def add_activity(url: str, lead_id: str, kind: str, at: pd.Timestamp, *,
     with engine.begin() as conn:
         next_id = conn.execute(sa.text("SELECT COALESCE(MAX(activity_id), 0) + 1 FROM activities")).scalar()
         conn.execute(sa.text(
-            "INSERT INTO activities (activity_id, lead_id, timestamp, activity_type, direction, duration_sec, "
-            "page, note, recorded_at) VALUES (:id, :lead, :ts, :kind, :direction, NULL, NULL, :note, :rec)"),
+            "INSERT INTO activities (activity_id, lead_id, timestamp, activity_type, direction, "
+            "duration_sec, page, note, recorded_at) "
+            "VALUES (:id, :lead, :ts, :kind, :direction, NULL, NULL, :note, :rec)"),
             {"id": next_id, "lead": lead_id, "ts": at.to_pydatetime(), "kind": kind, "note": note,
              "direction": "outbound" if kind in ("email_sent", "call_outbound", "meeting") else "inbound",
              "rec": recorded.to_pydatetime()})

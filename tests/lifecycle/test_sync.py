@@ -91,7 +91,8 @@ def test_a_new_activity_rescores_that_lead_only(crm_url, crm_model, open_rows):
     lead = _young_open_leads(open_rows, 1)[0]
     at = pd.Timestamp(AS_OF) - pd.Timedelta(hours=2)
     add_activity(crm_url, lead, "quote_request", at)
-    add_activity(crm_url, lead, "meeting", at + pd.Timedelta(minutes=30), note="budget approved, decision maker")
+    add_activity(crm_url, lead, "meeting", at + pd.Timedelta(minutes=30),
+                 note="budget approved, decision maker")
     second = sync.run_once()
     assert second.rescored == 1 and second.mark > first.mark
     after = current_scores(crm_url)
@@ -130,9 +131,9 @@ def test_leads_with_an_outcome_are_counted_and_skipped(tmp_path, crm_model):
 
 
 def _start_follow(url: str, crm_model, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "leadscore.cli", "sync", "--crm", url, "--registry", str(crm_model.registry),
-            "--params", str(crm_model.params), "--as-of", AS_OF, "--no-log", "--follow", "--json",
-            "--interval", "0.1", *extra]
+    argv = [sys.executable, "-m", "leadscore.cli", "sync", "--crm", url,
+            "--registry", str(crm_model.registry), "--params", str(crm_model.params), "--as-of", AS_OF,
+            "--no-log", "--follow", "--json", "--interval", "0.1", *extra]
     return subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
