@@ -36,6 +36,7 @@ NEGATIVE_TOKENS = frozenset(
 _CURRENCY = re.compile(r"[$€£¥\s]|(?<=\d)%$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_FACTORIZE_FROM = 256  # map_distinct: below this many values a per-value loop is cheaper than factorizing
 
 
 def _suffix(path: Path) -> str:
@@ -210,12 +211,39 @@ def clean_text(values: np.ndarray, tokens: frozenset[str]) -> np.ndarray:
     return out
 
 
+def is_text(series: pd.Series) -> bool:
+    """Whether a column holds text (object or string dtype): the columns placeholders are cleaned in."""
+    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+
+
+def map_distinct(series: pd.Series, func: Callable[[Any], Any], *, missing: Any,
+                 dtype: Any = object) -> np.ndarray:
+    """``func`` of every present value of a column as a ``dtype`` array, ``missing`` where it is missing.
+
+    Each distinct string is processed once (string columns are factorized, without converting a
+    PyArrow-backed column to Python objects); short or mixed columns are processed value by value.
+    """
+    if len(series) >= _FACTORIZE_FROM and (
+            isinstance(series.dtype, pd.StringDtype)
+            or (series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "string")):
+        codes, uniques = pd.factorize(series)
+        table = np.empty(len(uniques) + 1, dtype=dtype)
+        table[:-1] = [func(v) for v in uniques]
+        table[-1] = missing
+        return table.take(codes)  # code -1 (missing) takes the last entry
+    values = series.to_numpy(dtype=object)
+    absent = pd.isna(values)
+    out = np.empty(len(values), dtype=dtype)
+    out[:] = [missing if gone else func(v) for v, gone in zip(values, absent, strict=True)]
+    return out
+
+
 def clean_placeholders(series: pd.Series, placeholders: Iterable[str]) -> pd.Series:
     """Strip text cells and turn placeholder values ("Select", "N/A", "", ...) into missing.
 
     Comparison is case-insensitive after stripping whitespace; non-text columns pass through.
     """
-    if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+    if not is_text(series):
         return series
     cleaned = clean_text(series.to_numpy(dtype=object), placeholder_tokens(placeholders))
     return pd.Series(cleaned, index=series.index, name=series.name, dtype="object")
@@ -254,11 +282,14 @@ def parse_numeric(series: pd.Series) -> pd.Series:
 
     Infinite values become NaN too: they carry no usable magnitude.
     """
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-        values = series.to_numpy(dtype="float64", na_value=np.nan)
-    else:
-        values = series.to_numpy(dtype=object)
-    return pd.Series(parse_numbers(values), index=series.index, name=series.name, dtype="float64")
+    return pd.Series(numeric_values(series), index=series.index, name=series.name, dtype="float64")
+
+
+def numeric_values(series: pd.Series) -> np.ndarray:
+    """Array form of :func:`parse_numeric`: float64, NaN where unparseable, missing or infinite."""
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        return parse_numbers(series.to_numpy(dtype="float64", na_value=np.nan))
+    return parse_numbers(series.to_numpy(dtype=object))
 
 
 def coerce_target(series: pd.Series, name: str | None = None) -> pd.Series:
