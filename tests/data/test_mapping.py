@@ -162,3 +162,8 @@ def test_changed_leads_needs_a_change_column(demo_db):
     del raw["leads"]["changed_at"], raw["activities"]["changed_at"]
     message = _live_error(demo_db, parse_mapping(raw), lambda db: db.changed_leads(None))
     assert "no changed_at column" in message
+
+
+@pytest.mark.parametrize("name", ["demo", "salesforce"])
+def test_docs_page_shows_the_mapping_files(name):
+    assert (MAPPINGS / f"{name}.yaml").read_text() in (REPO / "docs" / "crm.md").read_text()
