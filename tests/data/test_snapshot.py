@@ -64,7 +64,83 @@ def test_a_lead_scored_alone_gets_its_batch_features(crm):
     batch = build(crm)
     for i in range(len(crm["leads"])):
         alone = build(crm, leads=crm["leads"].iloc[[i]])
-        pd.testing.assert_frame_equal(alone, batch.iloc[[i]].reset_index(drop=True))
+        pd.testing.assert_frame_equal(alone, batch.iloc[[i]].reset_index(drop=True), check_exact=True)
+
+
+def as_read_by_id(crm, i):
+    """Lead ``i`` and only its own activities, as the API reads them from the database."""
+    lead = crm["leads"].iloc[[i]]
+    return lead, crm["activities"][crm["activities"]["lead_id"] == lead["lead_id"].iloc[0]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 120), seed=st.integers(0, 10_000), pick=st.integers(0, 10**6),
+       text=st.sampled_from(["object", "str"]), as_of_day=st.one_of(st.none(), st.integers(0, 320)))
+def test_one_lead_read_by_id_equals_its_row_in_a_batch(n, seed, pick, text, as_of_day):
+    crm = make_crm(n, seed=seed)
+    if text == "str":  # the dtypes the Parquet extract and the database reader give
+        crm = {k: v.astype({c: "str" for c in v.columns if v[c].dtype == object}) for k, v in crm.items()}
+    as_of = None if as_of_day is None else pd.Timestamp("2024-01-01") + pd.Timedelta(days=as_of_day)
+    batch = build(crm, as_of=as_of)
+    i = pick % n
+    lead, activities = as_read_by_id(crm, i)
+    alone = build(crm, leads=lead, activities=activities, as_of=as_of)
+    pd.testing.assert_frame_equal(alone, batch.iloc[[i]].reset_index(drop=True), check_exact=True)
+
+
+def test_a_lead_without_activities(crm):
+    lead, activities = as_read_by_id(crm, 0)
+    row = build(crm, leads=lead, activities=activities.iloc[:0]).iloc[0]
+    counts = ["emails_sent", "page_views", "meetings", "activities_30d", "inbound_events", "active_days",
+              "time_on_site_min", "call_minutes", "note_budget", "note_no_answer"]
+    assert (row[counts] == 0).all()
+    nan = ["email_open_rate", "avg_seconds_per_page", "days_since_last_activity",
+           "days_since_last_inbound", "first_response_hours"]
+    assert row[nan].isna().all()
+    assert row["inbound_outbound_ratio"] == 0
+
+
+def one_event(crm, at, **fields):
+    lead = crm["leads"].iloc[[0]]
+    event = {"activity_id": 1, "lead_id": lead["lead_id"].iloc[0], "timestamp": at,
+             "activity_type": "quote_request", "direction": "inbound", "duration_sec": 60.0,
+             "page": "pricing", "note": "budget approved", **fields}
+    return lead, pd.DataFrame([event]).astype({"timestamp": "datetime64[ms]"})
+
+
+def test_an_event_at_the_snapshot_instant_is_excluded(crm):
+    snapshot_at = build(crm).loc[0, "snapshot_at"]
+    lead, at_instant = one_event(crm, snapshot_at)
+    assert build(crm, leads=lead, activities=at_instant).loc[0, "quote_requests"] == 0
+    lead, just_before = one_event(crm, snapshot_at - pd.Timedelta(milliseconds=1))
+    row = build(crm, leads=lead, activities=just_before).iloc[0]
+    assert (row["quote_requests"], row["note_budget"]) == (1, 1)
+
+
+def test_null_notes_pages_and_durations(crm):
+    created = crm["leads"].loc[0, "created_at"]
+    lead, events = one_event(crm, created + pd.Timedelta(hours=1), activity_type="page_view",
+                             page=None, note=None, duration_sec=None)
+    row = build(crm, leads=lead, activities=events).iloc[0]
+    assert (row["page_views"], row["pricing_page_views"], row["time_on_site_min"]) == (1, 0, 0)
+    assert row["avg_seconds_per_page"] == 0
+    assert not row[[f"note_{key}" for key in snapshot.NOTE_KEYWORDS]].any()
+
+
+def test_tz_aware_timestamps_are_compared_in_utc(crm):
+    naive = build(crm)
+    leads = crm["leads"].assign(created_at=crm["leads"]["created_at"].dt.tz_localize("UTC")
+                                .dt.tz_convert("America/New_York"))
+    activities = crm["activities"].assign(
+        timestamp=crm["activities"]["timestamp"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo"))
+    pd.testing.assert_frame_equal(build(crm, leads=leads, activities=activities), naive, check_exact=True)
+
+
+def test_the_frame_is_the_same_without_block_assembly(crm, monkeypatch):
+    """pandas 2.x has no create_dataframe_from_blocks; the fallback gives the same frame."""
+    fast = build(crm)
+    monkeypatch.setattr(snapshot, "create_dataframe_from_blocks", None)
+    pd.testing.assert_frame_equal(build(crm), fast, check_exact=True)
 
 
 def test_as_of_caps_the_snapshot_time(crm):

@@ -357,7 +357,7 @@ def _frame(columns: list[tuple[Any, Any]], n: int) -> pd.DataFrame:
     """The columns (NumPy arrays, or lead columns passed through) as one frame, dtypes as given."""
     names = _column_index(tuple(name for name, _ in columns))
     arrays = [_block(values) for _, values in columns]
-    if create_dataframe_from_blocks is None:  # pragma: no cover - pandas 2.x
+    if create_dataframe_from_blocks is None:  # pandas 2.x
         frame = pd.DataFrame({i: pd.Series(a, dtype=a.dtype, copy=True) for i, a in enumerate(arrays)})
         return frame.set_axis(names, axis=1)
     same: dict[Any, list[int]] = {}
