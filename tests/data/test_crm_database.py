@@ -357,3 +357,19 @@ def test_benchmark_runs(tmp_path, capsys):
         sys.path.pop(0)
     assert bench_crm_reads.main(["--n-leads", "60", "--repeat", "20", "--db", str(tmp_path / "b.db")]) == 0
     assert "p50" in capsys.readouterr().out
+
+
+def test_example_commands_parse():
+    import re
+    import shlex
+
+    from leadscore.cli.main import build_parser
+
+    parser = build_parser()
+    demo_help = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "demo")[1]
+    texts = (REPO / "docs" / "crm.md").read_text() + demo_help.format_help()
+    commands = re.findall(r"^\s*(leadscore demo .+?)\s*(?:#.*)?$", texts, flags=re.MULTILINE)
+    assert len(commands) >= 6
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        assert args.command == "demo"
