@@ -8,8 +8,9 @@ Time-zone rule: an aware value is converted to UTC; a naive value is taken to be
 the mapping says otherwise) and converted to UTC.
 
 >>> import datetime as dt
->>> times([dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))), None], "UTC", "t")
-array(['2024-01-01T10:00:00.000', 'NaT'], dtype='datetime64[ms]')
+>>> noon_cest = dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+>>> times([noon_cest, None], "UTC", "t").tolist()
+[datetime.datetime(2024, 1, 1, 10, 0), None]
 """
 
 from __future__ import annotations
