@@ -242,3 +242,19 @@ def test_sigkill_mid_batch_leaves_no_half_written_lead(tmp_path, crm_model):
         assert conn.execute(sa.text("SELECT COUNT(*) FROM leadscore_sync_state")).scalar() == 1
     assert len(rows) > len(partial) and all(a == b for a, b in rows)
     engine.dispose()
+
+
+def test_batch_scoring_from_the_crm_database_equals_scoring_from_files(tmp_path, crm_model):
+    """`leadscore score --crm URL` reads the open leads of a database: the same rows and scores as
+    `--crm DIR` on the same CRM as files."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_crm_db(crm_model, url)
+    common = ["--registry", str(crm_model.registry), "--params", str(crm_model.params), "--as-of", AS_OF,
+              "--no-shadow", "-q", "--chunk-size", "700"]
+    assert main(["score", "--crm", url, "--output", str(tmp_path / "db.parquet"), *common]) == 0
+    assert main(["score", "--crm", str(crm_model.raw), "--output", str(tmp_path / "files.parquet"),
+                 *common]) == 0
+    from_db, from_files = (pd.read_parquet(tmp_path / name).drop(columns=["scored_at", "run_id"])
+                           .sort_values("lead_id") for name in ("db.parquet", "files.parquet"))
+    assert len(from_db) > 300
+    pd.testing.assert_frame_equal(from_db.reset_index(drop=True), from_files.reset_index(drop=True))

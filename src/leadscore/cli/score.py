@@ -48,7 +48,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
                   file=sys.stderr)
     else:
         if args.crm:
-            source = crm_source(args.crm, load_params_arg(args), as_of=args.as_of)
+            source = crm_source(args.crm, load_params_arg(args), as_of=args.as_of, mapping=args.crm_map)
         elif args.input:
             source = open_source(args.input, query=args.query, order_by=scorer.schema.id_column)
         else:
@@ -154,9 +154,10 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
              "positive and negative contributions in score points, in plain words), model_version and\n"
              "scored_at (UTC).\n\n"
              "Input: a CSV/TSV/Parquet/XLSX file with one row per lead, a database (SQLAlchemy URL or\n"
-             ".db/.sqlite file, with --query TABLE or --query 'SELECT ...'), or --crm DIR: the demo\n"
-             "CRM tables (leads/activities/outcomes), from which leads without an outcome are\n"
-             "snapshotted as of --as-of (default: the end of the data) with the training feature code.\n"
+             ".db/.sqlite file, with --query TABLE or --query 'SELECT ...'), or --crm DIR|URL: the CRM\n"
+             "tables (leads/activities/outcomes) as files or in a database read through --crm-map,\n"
+             "from which leads without an outcome are snapshotted as of --as-of (default: the end of\n"
+             "the data) with the training feature code.\n"
              "Output: .csv/.parquet (written only when complete) or a database table (upsert keyed\n"
              "by lead_id and model_version, one transaction per chunk, plus a run record in\n"
              "TABLE_runs). A run that stopped resumes where it stopped when run again.\n"
@@ -165,6 +166,8 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
              "examples:\n"
              "  leadscore score --input new_leads.csv --output scores.parquet\n"
              "  leadscore score --crm data/raw --output sqlite:///scores.db --since 30 --reasons 3\n"
+             "  leadscore score --crm postgresql+psycopg://u@host/crm --crm-map mapping.yaml \\\n"
+             "                  --output scores.parquet\n"
              "  leadscore score --input postgresql+psycopg://u@host/crm --query leads \\\n"
              "                  --output postgresql+psycopg://u@host/crm --incremental\n"
              "  leadscore score --engine dask --input leads_parquet/ --output scores_parquet/")
@@ -174,7 +177,11 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
                    help="model registry (default: $LEADSCORE_REGISTRY or ./registry)")
     p.add_argument("--input", metavar="FILE|URL", help="leads to score: a file or a database")
     p.add_argument("--query", metavar="TABLE|SQL", help="table or SELECT for a database --input")
-    p.add_argument("--crm", metavar="DIR", help="score open leads from the CRM tables in DIR")
+    p.add_argument("--crm", metavar="DIR|URL",
+                   help="score open leads from the CRM tables in DIR, or in a CRM database (URL or .db file)")
+    p.add_argument("--crm-map", metavar="FILE",
+                   help="with a CRM database: the mapping of its tables and columns (YAML, docs/crm.md; "
+                        "default: the demo schema of `leadscore demo --db`)")
     p.add_argument("--as-of", metavar="TIME", help="with --crm: snapshot time (default: end of the data)")
     p.add_argument("--output", required=True, metavar="FILE|URL",
                    help=".csv/.parquet file, or a database URL / .db file")

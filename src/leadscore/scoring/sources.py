@@ -108,18 +108,59 @@ def open_source(input_: str, *, query: str | None = None, order_by: str | None =
 
 # --- bad rows --------------------------------------------------------------------------------------
 
-def crm_source(raw_dir: str | Path, params: Any, *, as_of: str | None = None) -> FrameSource:
-    """Open leads of the CRM tables in ``raw_dir`` as snapshot rows, built by the training feature code.
+@dataclass
+class CrmDatabaseSource:
+    """Open leads of a CRM database, read lead batch by lead batch (ordered by id) through its mapping and
+    turned into snapshot rows by the training feature code, as of ``as_of`` (naive UTC)."""
+
+    db: Any  # leadscore.data.crm_database.CrmDatabase
+    params: Any
+    as_of: pd.Timestamp
+
+    @property
+    def description(self) -> str:
+        return f"{self.db.url} (open leads as of {self.as_of})"
+
+    def fingerprint(self) -> str:
+        """The database, the instant and the newest change it holds: new data is a new run."""
+        return f"crm-db:{self.db.url}:{self.as_of.isoformat()}:{self.db.data_end().isoformat()}"
+
+    def chunks(self, chunk_size: int) -> Iterator[pd.DataFrame]:
+        from leadscore.data.crm import open_lead_rows
+
+        for tables in self.db.iter_lead_batches(chunk_size):
+            rows, _ = open_lead_rows(tables, self.params, as_of=self.as_of)
+            if len(rows):
+                yield rows
+
+
+def crm_source(raw_dir: str | Path, params: Any, *, as_of: str | None = None,
+               mapping: str | Path | None = None) -> FrameSource | CrmDatabaseSource:
+    """Open leads of the CRM tables in ``raw_dir`` (a folder, or a database read through ``mapping``) as
+    snapshot rows, built by the training feature code.
 
     Open, as ``dvc repro`` splits them: created by ``as_of`` (default: the end of the data), label window
     (``label_window_days`` after the snapshot) not yet closed, and not converted by ``as_of``. Features
     are taken at ``created_at + snapshot_days`` (the moment the model was trained to score), or at
     ``as_of`` for younger leads, exactly as ``dvc repro`` builds its rows.
     """
+    from leadscore.core.database import is_sql_location
     from leadscore.core.hashing import folder_sha256
     from leadscore.data.crm import load_crm, open_lead_rows
 
     when = None if as_of is None else pd.Timestamp(as_of)
+    if is_sql_location(str(raw_dir)):
+        from leadscore.data.crm_database import CrmDatabase
+        from leadscore.data.mapping import DEMO_MAPPING, load_mapping
+
+        db = CrmDatabase(str(raw_dir), load_mapping(mapping) if mapping else DEMO_MAPPING)
+        db.check()
+        end = db.data_end() if when is None else when
+        if end.tzinfo is not None:
+            end = end.tz_convert("UTC").tz_localize(None)
+        return CrmDatabaseSource(db, params, end)
+    if mapping:
+        raise ConfigError("--crm-map reads a CRM database: give --crm a database URL or .db file")
     snap, end = open_lead_rows(load_crm(raw_dir), params, as_of=when)
     key = f"crm:{folder_sha256(raw_dir)}:{end.isoformat()}"
     return FrameSource(snap, description=f"{raw_dir} (open leads as of {end})", key=key)
