@@ -11,17 +11,16 @@ from fastapi.responses import JSONResponse, Response
 from leadscore.core.jsonsafe import dumps
 from leadscore.experiments.store import RULES, Experiment
 from leadscore.service.auth import ApiKey
+from leadscore.service.requests import ExperimentRequest
+from leadscore.service.responses import Assignment, ExperimentInfo, ExperimentsResponse
 from leadscore.service.routes import admin_key, error_responses, scorer_key, service
-from leadscore.service.schemas import Assignment, ExperimentInfo, ExperimentRequest, ExperimentsResponse
 
 log = logging.getLogger("leadscore.service")
 router = APIRouter(tags=["experiments"])
 
 
 def _info(experiment: Experiment, assigned: dict[str, int]) -> ExperimentInfo:
-    doc = experiment.to_dict()
-    doc.pop("salt"), doc.pop("rules")
-    return ExperimentInfo(**doc, assigned=assigned)
+    return ExperimentInfo.from_record(experiment, assigned=assigned)
 
 
 @router.post("/v1/experiments", response_model=ExperimentInfo, status_code=201,

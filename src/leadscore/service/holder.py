@@ -23,7 +23,7 @@ import pandas as pd
 from leadscore.artifacts.registry import Registry
 from leadscore.core.exceptions import LeadscoreError, ModelIntegrityError, ModelNotFoundError
 from leadscore.scoring.scorer import Scorer
-from leadscore.service.schemas import LeadModels, build_models
+from leadscore.service.requests import LeadModels, build_models
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from leadscore.service.errors import error_response, request_id, validation_deta
 from leadscore.service.holder import ServedModel
 from leadscore.service.metrics import CONTENT_TYPE
 from leadscore.service.ratelimit import retry_after
-from leadscore.service.schemas import (
+from leadscore.service.requests import OutcomeRequest
+from leadscore.service.responses import (
     BatchResponse,
     ErrorResponse,
     ModelInfo,
-    OutcomeRequest,
     OutcomeResponse,
     ScoreResponse,
     Status,

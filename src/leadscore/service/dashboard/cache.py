@@ -24,7 +24,7 @@ from leadscore.monitoring.drift import DriftThresholds
 from leadscore.monitoring.predlog import read_served
 from leadscore.service.dashboard import panels
 from leadscore.service.holder import ServedModel
-from leadscore.service.schemas import (
+from leadscore.service.responses import (
     DashboardExperiments,
     DriftOverTime,
     PerformanceOverTime,

@@ -1,7 +1,7 @@
 """The data behind the dashboard's panels, read from the served model's metadata and the prediction log.
 
 Each function is thin: it shapes what :mod:`leadscore.modeling.importance` and
-:mod:`leadscore.monitoring.predlog` give into the response models of :mod:`leadscore.service.schemas`.
+:mod:`leadscore.monitoring.predlog` give into the response models of :mod:`leadscore.service.responses`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from leadscore.monitoring.labels import label_scores
 from leadscore.monitoring.performance import realized_performance
 from leadscore.monitoring.predlog import read_lead_scores, read_recent, read_served
 from leadscore.service.holder import ServedModel
-from leadscore.service.schemas import (
+from leadscore.service.responses import (
     DashboardModel,
     DriftCell,
     DriftOverTime,
@@ -236,7 +236,7 @@ def monitoring_summary(states: list[CheckState], checked_at: datetime | None) ->
     order = {"alert": 0, "warn": 1, "ok": 2}
     for state in sorted(states, key=lambda s: (order.get(s.state, 3), s.check, s.model_version, s.subject)):
         value = _number(state.value)
-        groups[GROUPS.get(state.check, "other")].append(MonitorEntry(**{**state.as_dict(), "value": value}))
+        groups[GROUPS.get(state.check, "other")].append(MonitorEntry.from_record(state, value=value))
     counts: dict[str, int] = {}
     for state in states:
         counts[state.state] = counts.get(state.state, 0) + 1

@@ -28,8 +28,7 @@ from leadscore.service.dashboard.cache import PanelCache
 from leadscore.service.errors import request_id
 from leadscore.service.holder import ServedModel
 from leadscore.service.ratelimit import retry_after
-from leadscore.service.routes import SESSION_COOKIE, error_responses, scorer_key, served_model, service
-from leadscore.service.schemas import (
+from leadscore.service.responses import (
     DashboardExperiments,
     DashboardModel,
     DriftOverTime,
@@ -40,6 +39,7 @@ from leadscore.service.schemas import (
     SegmentSummary,
     WhoAmI,
 )
+from leadscore.service.routes import SESSION_COOKIE, error_responses, scorer_key, served_model, service
 from leadscore.service.state import Service
 
 log = logging.getLogger("leadscore.service")
