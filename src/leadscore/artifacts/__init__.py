@@ -1,1 +1,2 @@
-"""Saved models: the versioned bundle format, the registry of versions, and the paths of every artifact."""
+"""Saved models: the versioned, signed bundle format and its metadata, the registry of versions, model
+cards, loading of bundles saved under older module paths, and the paths of every artifact."""

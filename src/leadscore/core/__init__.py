@@ -1,1 +1,2 @@
-"""Foundations every layer uses: params.yaml settings, exceptions, atomic writes, hashing, JSON, threads."""
+"""Foundations every layer uses: params.yaml settings, exceptions, database engines and the UTC column type,
+atomic writes, hashing, JSON, threads."""

@@ -1,3 +1,3 @@
-"""Measuring models: the metric registry, thresholds and tiers, curves, importance, report tables and
-plots.
+"""Measuring models: the metric registry, thresholds and tiers, curves, model comparison, per-segment
+breakdowns, held-out results, EDA and report tables, plots.
 """

@@ -1,3 +1,3 @@
 """Model building blocks: candidate estimators, preprocessing, the rules baseline, the calibrated ensemble,
-segment routing, calibration.
+segment routing, calibration, feature importance.
 """
