@@ -258,3 +258,16 @@ def test_batch_scoring_from_the_crm_database_equals_scoring_from_files(tmp_path,
                            .sort_values("lead_id") for name in ("db.parquet", "files.parquet"))
     assert len(from_db) > 300
     pd.testing.assert_frame_equal(from_db.reset_index(drop=True), from_files.reset_index(drop=True))
+
+
+def test_from_newest_skips_the_backlog_and_catches_what_follows(tmp_path, crm_model, open_rows):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_crm_db(crm_model, url)
+    sync = _sync(url, crm_model)
+    assert sync.start_at_newest() == sync.db.changed_leads().high_water
+    assert sync.run_once().rescored <= 1  # only the overlap's newest change, if open
+    lead = _young_open_leads(open_rows, 3)[2]
+    add_activity(url, lead, "form_submit", pd.Timestamp(AS_OF) - pd.Timedelta(hours=5))
+    stats = sync.run_once()
+    assert stats.rescored == 1 and lead in current_scores(url).index
+    sync.db.close()

@@ -84,6 +84,10 @@ def _cmd_sync(args: argparse.Namespace) -> None:
     sync = CrmSync(db, scorer, writeback, load_params_or_defaults(args), log_target=log_target,
                    name=args.name, reasons=args.reasons, batch_size=args.batch_size,
                    overlap=timedelta(seconds=args.overlap), as_of=(lambda: at) if at is not None else None)
+    if args.from_newest and sync.mark() is None:
+        mark = sync.start_at_newest()
+        print(f"mark set to the newest change, {mark.isoformat() if mark is not None else '(none)'}: only "
+              "later changes are rescored", file=sys.stderr)
     stop = sync.stop
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -171,6 +175,9 @@ def add_sync_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--reasons", type=int, default=3, metavar="K", help="top K reasons per side (default: 3)")
     p.add_argument("--name", default="default",
                    help="this sync's name: its own mark (several syncs of one CRM; default: %(default)s)")
+    p.add_argument("--from-newest", action="store_true",
+                   help="on the first run (no mark yet): start from the newest change instead of rescoring "
+                        "every lead (their scores are current already, e.g. from `leadscore score`)")
     p.add_argument("--install-notify", action="store_true",
                    help="PostgreSQL: create triggers on the lead and activity tables that wake --follow at "
                         "once, then exit")

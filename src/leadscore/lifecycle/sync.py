@@ -104,6 +104,14 @@ class CrmSync:
             text = conn.execute(sa.select(self.state.c.mark).where(self.state.c.name == self.name)).scalar()
         return None if text is None else pd.Timestamp(text)
 
+    def start_at_newest(self) -> pd.Timestamp | None:
+        """Set the mark to the newest change the CRM holds now, without rescoring anything (the leads'
+        scores are already current, e.g. written by a batch run); returns that mark."""
+        newest = self.db.changed_leads().high_water
+        if newest is not None:
+            self.writeback.write([], also=lambda conn: self._save_mark(conn, newest))
+        return newest
+
     def _save_mark(self, conn: sa.Connection, mark: pd.Timestamp) -> None:
         values = {"mark": mark.isoformat(), "updated_at": datetime.now(UTC)}
         done = conn.execute(sa.update(self.state).where(self.state.c.name == self.name).values(values))
