@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast install system data lab lint lock clean
+.PHONY: run test test-fast install system data lab lint lock clean crm-demo
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install system
 
 test-fast: install system
 	pytest -n 2 --dist loadfile -m "not slow"
+
+# Scores where sales works: the demo CRM in SQLite, `leadscore sync --follow`, one new activity, its new score.
+crm-demo: run
+	python scripts/crm_demo.py
 
 lab: install
 	jupyter lab

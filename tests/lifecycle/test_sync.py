@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -271,3 +272,18 @@ def test_from_newest_skips_the_backlog_and_catches_what_follows(tmp_path, crm_mo
     stats = sync.run_once()
     assert stats.rescored == 1 and lead in current_scores(url).index
     sync.db.close()
+
+
+@pytest.mark.slow
+def test_the_crm_demo_script_shows_a_score_following_an_activity(crm_model):
+    """`make crm-demo`'s script: the demo CRM in SQLite, sync --follow, one activity, its new score."""
+    script = Path(__file__).parents[2] / "scripts" / "crm_demo.py"
+    proc = subprocess.run([sys.executable, str(script), "--model", crm_model.version, "--registry",
+                           str(crm_model.registry), "--n-leads", "3000"], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "$ leadscore sync --crm" in proc.stdout and "open leads scored and written back" in proc.stdout
+    seen = re.search(r"rescored ([0-9.]+) s after the activity was committed: score (\d+) -> (\d+)",
+                     proc.stdout)
+    assert seen is not None, proc.stdout
+    assert float(seen.group(1)) < 30 and int(seen.group(3)) >= int(seen.group(2))

@@ -115,7 +115,7 @@ def _cmd_sync(args: argparse.Namespace) -> None:
     if not args.follow:
         report(sync.run_once())
         return
-    wake = notification_waiter(args.crm) if not args.poll_only else None
+    wake = notification_waiter(db.engine) if not args.poll_only else None
     print(f"following {safe_url(args.crm)} with model {first.version}: "
           f"{'PostgreSQL notifications and ' if wake else ''}a look every {args.interval:g} s; "
           "Ctrl-C or SIGTERM stops after the current batch", file=sys.stderr, flush=True)

@@ -229,17 +229,14 @@ def install_notify(engine: sa.Engine, tables: list[str]) -> list[str]:
     return made
 
 
-def notification_waiter(url: str) -> Callable[[float], None] | None:
+def notification_waiter(engine: sa.Engine) -> Callable[[float], None] | None:
     """A ``wake`` for :meth:`CrmSync.follow`: waits for a PostgreSQL notification on
     ``leadscore_changes`` or the timeout; None for other databases (plain polling)."""
-    engine = sa.create_engine(sa.make_url(url))
     if engine.dialect.name != "postgresql":
-        engine.dispose()
         return None
     import psycopg
 
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    engine.dispose()
     conn = psycopg.connect(dsn, autocommit=True)
     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
