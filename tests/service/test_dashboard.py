@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from server_support import SERVE, Server, free_port, launch, wait_until_served
-from service_support import ADMIN_KEY, LEAD, SCORER_KEY, fit_bundles, make_registry, to_payload, write_keys
+from service_support import ADMIN_KEY, LEAD, SCORER_KEY, make_registry, to_payload, write_keys
 
 from leadscore.artifacts.bundle import load_bundle
 from leadscore.artifacts.paths import default_store_url
@@ -52,28 +52,6 @@ from leadscore.service.settings import ServiceSettings
 with warnings.catch_warnings():  # starlette asks for httpx2, which is not installed
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return fit_bundles(tmp_path_factory.mktemp("bundles"))
-
-
-@pytest.fixture
-def registry(tmp_path: Path, bundles: tuple[Path, Path]) -> tuple[Registry, str, str]:
-    return make_registry(tmp_path / "registry", bundles)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, registry: tuple[Registry, str, str]) -> ServiceSettings:
-    return ServiceSettings(registry=registry[0].root, keys_file=write_keys(tmp_path / "keys.yaml"),
-                           poll_interval=0.1, log_flush_interval=0.05)
-
-
-@pytest.fixture
-def client(settings: ServiceSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def sign_in(client: TestClient, key: str) -> httpx.Response:

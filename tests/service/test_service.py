@@ -54,35 +54,17 @@ from service_support import (
     TARGET,
     batch_results,
     comparable,
-    fit_bundles,
     leads_v2,
     log_rows,
-    make_registry,
     to_payload,
     write_keys,
 )
 
 
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return fit_bundles(tmp_path_factory.mktemp("bundles"))
-
-
 @pytest.fixture
-def registry(tmp_path: Path, bundles: tuple[Path, Path]) -> tuple[Registry, str, str]:
-    return make_registry(tmp_path / "registry", bundles)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, registry: tuple[Registry, str, str]) -> ServiceSettings:
-    return ServiceSettings(registry=registry[0].root, keys_file=write_keys(tmp_path / "keys.yaml"),
-                           batch_limit=300, poll_interval=0.1, log_flush_interval=0.05)
-
-
-@pytest.fixture
-def client(settings: ServiceSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+def settings(settings: ServiceSettings) -> ServiceSettings:
+    """The shared settings (conftest.py) with batches of at most 300 leads."""
+    return replace(settings, batch_limit=300)
 
 
 def auth(key: str = SCORER_KEY) -> dict[str, str]:
