@@ -568,7 +568,8 @@ def test_openapi_fuzzing_finds_no_server_error(settings: ServiceSettings) -> Non
 
     assert 200 in seen["POST /v1/score"] and 422 in seen["POST /v1/score"]
     assert 200 in seen["POST /v1/score/batch"] and 200 in seen["POST /v1/outcomes"]
-    assert len(seen) == 26  # every operation of the API was exercised
+    assert 409 in seen["POST /v1/leads/{lead_id}/score"]  # no CRM database: says how to add one
+    assert len(seen) == 27  # every operation of the API was exercised
 
 
 # --- settings and CLI -----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def safe_url(url: str) -> str:
         return text
     try:
         return sa.make_url(text).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         return _PASSWORD.sub(r"\1***@", text)
 
 
@@ -64,7 +64,7 @@ def make_engine(url: str) -> sa.Engine:
     except sa.exc.NoSuchModuleError as exc:
         raise StoreError(f"unsupported database URL {safe_url(text)!r}: no SQLAlchemy dialect "
                          f"for {text.partition('://')[0]!r} (expected e.g. sqlite:///x.db)") from exc
-    except sa.exc.ArgumentError as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise StoreError(f"invalid database URL {safe_url(text)!r}: expected dialect[+driver]://... "
                          f"or a path ending {', '.join(SQLITE_SUFFIXES)}") from exc
     except ImportError as exc:
