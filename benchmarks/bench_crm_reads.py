@@ -20,8 +20,8 @@ import numpy as np
 from leadscore.core.config import Params
 from leadscore.data.crm import snapshot_table
 from leadscore.data.crm_database import CrmDatabase
-from leadscore.data.demo import generate_crm
-from leadscore.data.demo.database import write_crm_database
+from leadscore.demo import generate_crm
+from leadscore.demo.database import write_crm_database
 
 
 def _percentiles(seconds: list[float]) -> str:

@@ -2,7 +2,7 @@
 
 A fresh demo world (its own seed, 2026 on) is generated and scored by the trained model and by the rules
 baseline of params.yaml. In that world how sales works the leads changes whether they convert
-(:mod:`leadscore.data.demo.followup`: a team with limited calls a day calls the leads its arm ranks
+(:mod:`leadscore.demo.followup`: a team with limited calls a day calls the leads its arm ranks
 highest; a prompt call raises a lead's odds), so the ranking an arm uses has a real, known effect.
 Printed, each with how it was measured:
 
@@ -43,7 +43,7 @@ from leadscore.experiments.analysis import ExperimentAnalysis
 from leadscore.experiments.arms import rules_points
 from leadscore.experiments.proportions import arm_rate, required_sample_size
 from leadscore.experiments.sequential import default_tau2
-from leadscore.experiments.simulation import (
+from leadscore.demo.simulation import (
     CAPACITY_SHARE,
     CupedWidths,
     Rejections,

@@ -29,7 +29,7 @@ import pandas as pd
 
 from leadscore.data import snapshot
 from leadscore.data.crm import load_crm
-from leadscore.data.demo import DEMO_DEFAULTS, generate_crm
+from leadscore.demo import DEMO_DEFAULTS, generate_crm
 
 EXCLUDE = ("sales_status",)
 

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from leadscore.data.demo import DEMO_DEFAULTS, generate_crm, write_crm
+from leadscore.demo import DEMO_DEFAULTS, generate_crm, write_crm
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 
 from leadscore import snapshot  # noqa: E402
 from leadscore.core.config import load_params  # noqa: E402
-from leadscore.data.demo import generate_crm  # noqa: E402
+from leadscore.demo import generate_crm  # noqa: E402
 from leadscore.scoring.batch import BatchOptions, FileSink, FileSource, SqlSource, run_batch  # noqa: E402
 from leadscore.scoring.scorer import Scorer  # noqa: E402
 
@@ -115,7 +115,7 @@ def single_lead(scorer: Scorer, path: Path, calls: int) -> None:
 def postgres(scorer: Scorer, path: Path, rows: int) -> None:
     import sqlalchemy as sa
 
-    from leadscore.scoring.store import SqlScoreSink
+    from leadscore.scoring.sql import SqlScoreSink
 
     engine = sa.create_engine(PG_URL)
     name = f"bench_leads_{uuid.uuid4().hex[:8]}"

@@ -2,7 +2,8 @@
 
 * the layered import contract (``[tool.importlinter]`` in pyproject.toml) holds, and a planted upward
   import breaks it;
-* the README's layout map names every subpackage and module;
+* the architecture page's layout map (docs/architecture.md) names every subpackage and module, and its
+  layer list is the enforced contract;
 * ``leadscore --help``, ``models list``, scoring with a logistic-only model and an API worker's start do
   not import CatBoost, XGBoost, LightGBM, shap, Optuna or Dask.
 """
@@ -48,8 +49,8 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
 
 
 def _layout_block() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    page = (REPO / "docs" / "architecture.md").read_text()
+    block = page.split("## Layout", 1)[1].split("```", 2)[1]
     lines = block.splitlines()
     start = next(i for i, line in enumerate(lines) if "── src/leadscore/" in line)
     return lines[start + 1:]
@@ -61,13 +62,13 @@ def _modules(package: Path) -> list[str]:
 
 @pytest.mark.parametrize("package", sorted(
     str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*") if p.is_dir() and (p / "__init__.py").exists()))
-def test_the_readme_layout_names_every_module(package):
+def test_the_architecture_layout_names_every_module(package):
     pattern = re.compile(rf"── {re.escape(Path(package).name)}/\s")
     line = next((text for text in _layout_block() if pattern.search(text)), None)
-    assert line is not None, f"README layout has no line for {package}/"
+    assert line is not None, f"docs/architecture.md layout has no line for {package}/"
     described = line.split("#", 1)[-1]
     missing = [m for m in _modules(PACKAGE / package) if not re.search(rf"\b{m}\b", described)]
-    assert not missing, f"README layout line for {package}/ does not name: {', '.join(missing)}"
+    assert not missing, f"docs/architecture.md layout line for {package}/ does not name: {', '.join(missing)}"
     children = [p.name for p in (PACKAGE / package).iterdir() if (p / "__init__.py").exists()]
     assert all(f"{child}/" in described for child in children), f"{package}/: name {children} too"
 
@@ -155,3 +156,13 @@ def test_a_lightgbm_model_imports_lightgbm_and_only_it(logistic_registry, tmp_pa
         assert main(["score", "--model", "bundle", "--input", "new.csv", "--output", "out.csv", "-q"]) == 0
     """, tmp_path)
     assert heavy == ["lightgbm"]
+
+
+def test_the_architecture_page_lists_the_enforced_layers():
+    import tomllib
+
+    contract = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    page = (REPO / "docs" / "architecture.md").read_text()
+    block = page.split("```", 2)[1].strip().splitlines()
+    drawn = [re.split(r"\s{2,}", line.strip())[0] for line in block]
+    assert drawn == contract["layers"]

@@ -36,7 +36,7 @@ def test_json_figures_on_a_tiny_crm(bench, capsys):
 
 
 def test_text_report_from_a_written_extract(bench, capsys, tmp_path):
-    from leadscore.data.demo import generate_crm, write_crm
+    from leadscore.demo import generate_crm, write_crm
 
     write_crm(generate_crm(n_leads=100, seed=3), tmp_path)
     assert bench.main(["--crm", str(tmp_path / "raw"), "--single", "3"]) == 0

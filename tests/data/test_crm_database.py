@@ -22,9 +22,9 @@ from leadscore.core.exceptions import StoreError
 from leadscore.data import crm_database, snapshot
 from leadscore.data.crm import load_crm, snapshot_table
 from leadscore.data.crm_database import CrmDatabase
-from leadscore.data.demo import CRMData, generate_crm, write_crm
-from leadscore.data.demo.database import crm_metadata, write_crm_database
 from leadscore.data.mapping import ACTIVITY_TYPES, load_mapping
+from leadscore.demo import CRMData, generate_crm, write_crm
+from leadscore.demo.database import crm_metadata, write_crm_database
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = Params()

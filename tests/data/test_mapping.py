@@ -10,9 +10,9 @@ import yaml
 
 from leadscore.core.exceptions import MappingError
 from leadscore.data.crm_database import CrmDatabase
-from leadscore.data.demo import generate_crm
-from leadscore.data.demo.database import write_crm_database
 from leadscore.data.mapping import DEMO_MAPPING, load_mapping, parse_mapping
+from leadscore.demo import generate_crm
+from leadscore.demo.database import write_crm_database
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "docs" / "mappings"

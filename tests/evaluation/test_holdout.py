@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from leadscore.evaluation.comparison import bootstrap_ci
-from leadscore.evaluation.decision import DEFAULT_TIERS
 from leadscore.evaluation.holdout import holdout_summary, measure_models
 from leadscore.evaluation.metrics import classification_metrics
+from leadscore.evaluation.tiers import DEFAULT_TIERS
 
 
 def sample(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

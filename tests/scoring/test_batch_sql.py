@@ -18,7 +18,7 @@ from leadscore.artifacts.bundle import save_bundle
 from leadscore.cli.main import main
 from leadscore.scoring.batch import BatchOptions, SqlSource, run_batch
 from leadscore.scoring.scorer import Scorer
-from leadscore.scoring.store import SqlScoreSink
+from leadscore.scoring.sql import SqlScoreSink
 from leadscore.training.fit import fit_table
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)

@@ -31,7 +31,7 @@ from leadscore.artifacts.bundle import load_bundle
 from leadscore.artifacts.paths import default_store_url
 from leadscore.artifacts.registry import Registry
 from leadscore.monitoring.alerts import CheckState
-from leadscore.monitoring.checks import drift_by_period
+from leadscore.monitoring.drift import drift_by_period
 from leadscore.monitoring.exposition import save_states
 from leadscore.monitoring.predlog import (
     count_logged,

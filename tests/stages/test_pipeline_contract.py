@@ -13,7 +13,7 @@ from conftest import REPO
 
 from leadscore.core.config import load_params
 from leadscore.core.hashing import dvc_dir_md5, recorded_md5
-from leadscore.data.demo import generate_crm, write_crm
+from leadscore.demo import generate_crm, write_crm
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 NOTEBOOK_STAGES = {name: stage for name, stage in STAGES.items() if "papermill" in stage["cmd"]}
@@ -62,7 +62,7 @@ def test_params_yaml_loads():
     assert "rules" in params.candidates and len(params.rules) >= 5
     import numpy as np
 
-    from leadscore.evaluation.decision import capacity_tiers
+    from leadscore.evaluation.tiers import capacity_tiers
     from leadscore.modeling.rules import rules_from_config
 
     assert params.decision.tiers_by == "capacity"

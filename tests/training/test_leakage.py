@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from leadscore.core.exceptions import ConfigError, LeakageError, TargetError
-from leadscore.data.demo import generate_crm
 from leadscore.data.schema import ColumnSpec, TableSchema, infer_schema
 from leadscore.data.snapshot import attach_labels, build_snapshot
+from leadscore.demo import generate_crm
 from leadscore.training.leakage import LeakageSettings, LeakFinding, check_leakage, find_leaks, leakage_report
 
 HONEST = ("signal", "weak", "region", "account")

@@ -137,7 +137,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from leadscore.core.files import atomic_write_text
     from leadscore.core.jsonsafe import dumps
-    from leadscore.experiments.demo import simulate_into_store
+    from leadscore.demo.experiment import simulate_into_store
     from leadscore.scoring.scorer import Scorer
 
     params = load_params_or_defaults(args)

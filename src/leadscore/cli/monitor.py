@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leadscore.cli.common import add_command, add_params_option, load_params_or_defaults
+from leadscore.cli.monitor_options import add_store_options, model_bundle, model_metadata, open_store
 from leadscore.cli.replay import add_replay_command
-from leadscore.cli.store import add_store_options, model_bundle, model_metadata, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +29,7 @@ def _cmd_outcomes_import(args: argparse.Namespace) -> None:
     else:
         import pandas as pd
 
-        from leadscore.scoring.store import read_sql_chunks
+        from leadscore.scoring.sql import read_sql_chunks
 
         chunks = list(read_sql_chunks(args.source, args.query, chunk_size=100_000))
         frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
@@ -88,7 +88,7 @@ def _labelled(args: argparse.Namespace) -> dict[str, Any] | None:
     import pandas as pd
 
     from leadscore.data.tables import utc_timestamp
-    from leadscore.evaluation.decision import saved_tiers
+    from leadscore.evaluation.tiers import saved_tiers
     from leadscore.monitoring.labels import label_scores
     from leadscore.monitoring.outcomes import OutcomeStore
 
@@ -190,8 +190,7 @@ def _cmd_drift(args: argparse.Namespace) -> None:
     from leadscore.core.exceptions import ConfigError
     from leadscore.core.jsonsafe import dumps
     from leadscore.data.tables import read_table, utc_timestamp
-    from leadscore.monitoring.checks import drift_by_period
-    from leadscore.monitoring.drift import DriftThresholds
+    from leadscore.monitoring.drift import DriftThresholds, drift_by_period
 
     params = load_params_or_defaults(args).monitoring
     thresholds = DriftThresholds.from_settings(params)

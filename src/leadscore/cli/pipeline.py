@@ -12,7 +12,7 @@ from leadscore.cli.common import add_command, add_params_option, load_params_arg
 from leadscore.core.exceptions import LeadscoreError
 
 if TYPE_CHECKING:
-    from leadscore.data.demo import CRMData
+    from leadscore.demo import CRMData
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -35,7 +35,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 def _generate_demo(args: argparse.Namespace, out: Path | None) -> None:
     from leadscore.core.config import DemoParams
-    from leadscore.data.demo import generate_crm, write_crm
+    from leadscore.demo import generate_crm, write_crm
 
     demo = load_params_arg(args).demo if Path(args.params).exists() else DemoParams()
     n_leads = args.n_leads or demo.n_leads
@@ -56,7 +56,7 @@ def _write_demo_db(data: CRMData, url: str, *, replace: bool) -> None:
     import sys
 
     from leadscore.core.database import safe_url
-    from leadscore.data.demo.database import write_crm_database
+    from leadscore.demo.database import write_crm_database
 
     began = time.perf_counter()
     big = len(data.activities) > 500_000

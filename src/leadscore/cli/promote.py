@@ -38,7 +38,7 @@ def _cmd_challenger(args: argparse.Namespace) -> None:
 def _cmd_promote(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from leadscore.cli.store import open_store
+    from leadscore.cli.monitor_options import open_store
     from leadscore.core.jsonsafe import dumps
     from leadscore.data.tables import read_table, utc_timestamp
     from leadscore.lifecycle.promotion import decide_and_apply, holdout_evidence, shadow_evidence

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from leadscore.cli.common import add_command, add_params_option, load_params_or_defaults
-from leadscore.cli.store import add_store_options, open_store
+from leadscore.cli.monitor_options import add_store_options, open_store
 
 
 def _cmd_replay(args: argparse.Namespace) -> None:
@@ -17,9 +17,9 @@ def _cmd_replay(args: argparse.Namespace) -> None:
 
     from leadscore.core.jsonsafe import dumps
     from leadscore.data.tables import read_table, utc_timestamp
+    from leadscore.demo.replay import log_rows, replay_leads, replay_outcomes, replay_start
     from leadscore.monitoring.log_rows import insert_rows
     from leadscore.monitoring.outcomes import OutcomeStore
-    from leadscore.monitoring.replay import log_rows, replay_leads, replay_outcomes, replay_start
     from leadscore.scoring.scorer import Scorer
 
     params = load_params_or_defaults(args)
@@ -163,7 +163,7 @@ def _cmd_replay_loop(args: argparse.Namespace) -> None:
 
     from leadscore.artifacts.registry import Registry
     from leadscore.core.jsonsafe import dumps
-    from leadscore.lifecycle.loop_replay import LoopSettings, loop_params, replay_loop
+    from leadscore.demo.loop import LoopSettings, loop_params, replay_loop
 
     given = {k: getattr(args, k) for k in ("n_leads", "months", "new_source_months", "seed", "lead_months",
                                            "step_days", "cooldown_days")}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from leadscore.cli.common import add_command, add_params_option, load_params_arg
 from leadscore.core.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from leadscore.experiments.arms import ExperimentHook
     from leadscore.lifecycle.shadow import BatchShadow
 
 
@@ -53,11 +53,10 @@ def _cmd_score(args: argparse.Namespace) -> None:
             source = open_source(args.input, query=args.query, order_by=scorer.schema.id_column)
         else:
             raise ConfigError("give --input FILE|URL or --crm DIR")
-        hooks = [_experiment_arms(args, scorer)] if args.experiment else []
+        hooks: list[Any] = [_experiment_hook(args, scorer)] if args.experiment else []
         shadow = None if args.no_shadow or args.model else _shadow_hook(args, scorer)
         hooks += [shadow] if shadow is not None else []
-        summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options,
-                            extend=_chain(hooks))
+        summary = run_batch(scorer, source, open_sink(args.output, table=args.table), options, hooks=hooks)
     print(f"scored {summary.rows_scored:,} of {summary.rows_in:,} leads with model {scorer.version} -> "
           f"{safe_url(args.output)} in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} leads/s)")
     if shadow is not None:
@@ -73,19 +72,6 @@ def _cmd_score(args: argparse.Namespace) -> None:
         first = summary.errors[0]
         print(f"  {summary.rows_bad:,} bad row(s) skipped, e.g. lead {first['lead_id']}: {first['reason']} "
               "(all in the run record)", file=sys.stderr)
-
-
-def _chain(hooks: list[Callable[[Any, Any], Any]]) -> Callable[[Any, Any], Any] | None:
-    """One ``extend`` hook running ``hooks`` in turn (None when there are none)."""
-    if not hooks:
-        return None
-
-    def extend(rows: Any, scores: Any) -> Any:
-        for hook in hooks:
-            scores = hook(rows, scores)
-        return scores
-
-    return extend
 
 
 def _challenger(args: argparse.Namespace) -> str | None:
@@ -113,14 +99,10 @@ def _shadow_hook(args: argparse.Namespace, scorer: Any) -> BatchShadow | None:
     return BatchShadow(Scorer(registry.load(challenger), challenger, allow_missing=True), engine, table)
 
 
-def _experiment_arms(args: argparse.Namespace, scorer: Any) -> Callable[[Any, Any], Any]:
-    """The ``extend`` hook of a run inside experiment ``--experiment``: both arms score each chunk, the
-    exposures go to the store before the chunk is written, and each row gets its arm and arm score."""
-    import pandas as pd
-
+def _experiment_hook(args: argparse.Namespace, scorer: Any) -> ExperimentHook:
+    """The hook of a run inside experiment ``--experiment`` (the arms' models from the registry)."""
     from leadscore.cli.experiments import open_experiments
-    from leadscore.experiments.arms import ArmScorers
-    from leadscore.experiments.assignment import CONTROL
+    from leadscore.experiments.arms import ArmScorers, ExperimentHook
     from leadscore.scoring.scorer import Scorer
 
     if not scorer.schema.id_column:
@@ -128,21 +110,7 @@ def _experiment_arms(args: argparse.Namespace, scorer: Any) -> Callable[[Any, An
     store = open_experiments(args)
     experiment = store.running(args.experiment)
     arms = ArmScorers.load(experiment, lambda version: Scorer.load(version, registry=args.registry))
-
-    def extend(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-        both = arms.score(rows)
-        records = [{str(k): v for k, v in r.items()}
-                   for r in both.assign(lead_id=scores["lead_id"].to_numpy()).to_dict("records")]
-        stored = store.record(experiment, records)
-        arm = pd.Series([r["arm"] for r in stored], index=scores.index)
-        control = arm.eq(CONTROL)
-        return scores.assign(
-            experiment=experiment.name, arm=arm,
-            arm_score=both["control_score"].where(control, both["treatment_score"]).astype(int),
-            arm_probability=both["control_probability"].where(control, both["treatment_probability"]),
-            arm_tier=both["control_tier"].where(control, both["treatment_tier"]))
-
-    return extend
+    return ExperimentHook(store, experiment, arms)
 
 
 def add_score_command(commands: argparse._SubParsersAction) -> None:

@@ -5,8 +5,8 @@ SQL only selects and filters (by lead id, by change time); every feature is stil
 columns and dtypes of the Parquet extract. There is one feature definition, so training rows, a batch
 and one lead read by id get the same values.
 
->>> from leadscore.data.demo import generate_crm
->>> from leadscore.data.demo.database import write_crm_database
+>>> from leadscore.demo import generate_crm
+>>> from leadscore.demo.database import write_crm_database
 >>> _ = write_crm_database(generate_crm(n_leads=50, seed=1), "sqlite://")  # doctest: +SKIP
 """
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from leadscore.core.exceptions import DataValidationError
-from leadscore.evaluation.decision import threshold_metrics
 from leadscore.evaluation.metrics import METRICS, classification_metrics, get_metric
+from leadscore.evaluation.tiers import threshold_metrics
 
 BASELINES = ("rules", "logistic")
 

@@ -18,26 +18,15 @@ from numpy.typing import ArrayLike
 
 from leadscore.core.jsonsafe import json_safe
 from leadscore.data.schema import prepare_features
-from leadscore.data.tables import read_table, write_table
+from leadscore.data.tables import write_table
 from leadscore.evaluation.breakdown import by_segment
 from leadscore.evaluation.comparison import bootstrap_ci, improvement
 from leadscore.evaluation.curves import calibration_table, pr_points, roc_points
-from leadscore.evaluation.decision import Tier, assign_tiers, threshold_metrics
 from leadscore.evaluation.metrics import classification_metrics
+from leadscore.evaluation.tiers import Tier, assign_tiers, threshold_metrics
 
 CI_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss")
 SEGMENT_COLUMNS = ("vertical", "source")  # the demo's segments, kept with the predictions
-
-
-def true_probability(leads: pd.DataFrame, truth_path: str | Path | None, snapshot_days: float,
-                     window_days: float) -> np.ndarray | None:
-    """Demo data only: each lead's exact probability of converting within its label window."""
-    if truth_path is None or not Path(truth_path).exists():
-        return None
-    from leadscore.data.demo import label_probability
-
-    p_convert = leads["lead_id"].map(read_table(truth_path).set_index("lead_id")["p_convert"])
-    return np.asarray(label_probability(p_convert.to_numpy(float), snapshot_days, window_days))
 
 
 def score_leads(bundles: Mapping[str, Any], leads: pd.DataFrame) -> pd.DataFrame:

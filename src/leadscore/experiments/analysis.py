@@ -14,7 +14,6 @@ from scipy.stats import mannwhitneyu, ttest_ind
 from leadscore.core.exceptions import ConfigError
 from leadscore.core.jsonsafe import json_safe
 from leadscore.experiments.cuped import Adjusted, cuped_lift
-from leadscore.experiments.decision import Recommendation, recommend
 from leadscore.experiments.proportions import (
     ArmRate,
     Lift,
@@ -24,6 +23,7 @@ from leadscore.experiments.proportions import (
     required_sample_size,
     two_proportion_lift,
 )
+from leadscore.experiments.recommendation import Recommendation, recommend
 from leadscore.experiments.sequential import check_leads, default_tau2, sequential_looks
 from leadscore.experiments.srm import SampleRatio, sample_ratio_check
 

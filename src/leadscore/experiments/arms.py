@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.experiments.assignment import CONTROL, TREATMENT
-from leadscore.experiments.store import RULES, Experiment
+from leadscore.experiments.store import RULES, Experiment, ExperimentStore
 from leadscore.modeling.rules import RuleScorer, rules_from_config
 from leadscore.scoring.scorer import Scorer
 
@@ -58,6 +58,41 @@ class ArmScorers:
             out["control_tier"] = None
         out["covariate"] = out["treatment_probability"]
         return out
+
+
+def expose_leads(store: ExperimentStore, experiment: Experiment, arms: ArmScorers, rows: pd.DataFrame,
+                 lead_ids: Sequence[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Both arms score ``rows`` and each lead's exposure is recorded (its first assignment wins): the one
+    exposure step of the API (``?experiment=``) and of batch runs (``--experiment``).
+
+    Returns each row's scores of both arms and its exposure row as stored (with its ``arm``).
+    """
+    both = arms.score(rows)
+    records = [{str(k): v for k, v in r.items()} for r in both.to_dict("records")]
+    stored = store.record(experiment, [{"lead_id": str(lead), **record}
+                                       for lead, record in zip(lead_ids, records, strict=True)])
+    return records, stored
+
+
+class ExperimentHook:
+    """The hook of a batch run inside an experiment: each chunk's leads get their arm (exposures stored
+    before the chunk is written) and the scores gain ``experiment``, ``arm``, ``arm_score``,
+    ``arm_probability`` and ``arm_tier``."""
+
+    def __init__(self, store: ExperimentStore, experiment: Experiment, arms: ArmScorers) -> None:
+        self.store, self.experiment, self.arms = store, experiment, arms
+
+    def __call__(self, rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+        records, stored = expose_leads(self.store, self.experiment, self.arms, rows,
+                                       scores["lead_id"].tolist())
+        both = pd.DataFrame(records, index=scores.index)
+        arm = pd.Series([r["arm"] for r in stored], index=scores.index)
+        control = arm.eq(CONTROL)
+        return scores.assign(
+            experiment=self.experiment.name, arm=arm,
+            arm_score=both["control_score"].where(control, both["treatment_score"]).astype(int),
+            arm_probability=both["control_probability"].where(control, both["treatment_probability"]),
+            arm_tier=both["control_tier"].where(control, both["treatment_tier"]))
 
 
 def rules_points(rules: Sequence[Mapping[str, Any]], features: pd.DataFrame) -> np.ndarray:

@@ -25,8 +25,8 @@ from leadscore.artifacts.registry import Registry
 from leadscore.core.config import Params
 from leadscore.core.exceptions import DataValidationError, LeadscoreError
 from leadscore.data.schema import prepare_features
-from leadscore.evaluation.decision import saved_threshold, saved_tiers, threshold_metrics
 from leadscore.evaluation.holdout import holdout_summary
+from leadscore.evaluation.tiers import saved_threshold, saved_tiers, threshold_metrics
 from leadscore.lifecycle.promotion import decide_and_apply, holdout_evidence
 from leadscore.training.build import snapshot_bundle
 

@@ -16,6 +16,9 @@ for small differences ``n * PSI`` is Pearson's chi-square statistic of the perio
 reference shares, so a period warns only when that statistic is significant at ``NOISE_P`` (with one
 degree of freedom less than its bins). A high-cardinality column over a few hundred leads then stays quiet
 unless it really moved.
+
+:func:`drift_by_period` runs every check on each period's scored leads (the monitoring report, the
+dashboard's heatmap, ``monitor drift`` and the checks of ``monitor check``).
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ import pandas as pd
 from scipy import stats
 
 from leadscore.core.config import MonitoringParams
-from leadscore.core.exceptions import DataValidationError
+from leadscore.core.exceptions import DataValidationError, ModelNotFoundError
 from leadscore.data.profile import OTHER, bin_shares, category_labels
+from leadscore.data.schema import prepare_features
+from leadscore.evaluation.tiers import saved_threshold
+from leadscore.monitoring.performance import period_of
 
 FLOOR = 1e-4
 NOISE_P = 0.001
@@ -202,3 +208,41 @@ def worst_state(states: list[str]) -> str:
     """The most severe of ``states`` (``alert`` > ``warn`` > ``ok`` > ``too few``)."""
     order = [ALERT, WARN, OK, TOO_FEW]
     return next((s for s in order if s in states), TOO_FEW)
+
+
+def reference_of(meta: Mapping[str, Any], version: str) -> Mapping[str, Any]:
+    """The reference profile saved with a model version.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the version was trained before profiles were saved.
+    """
+    profile = meta.get("reference")
+    if not profile:
+        raise ModelNotFoundError(f"model version {version} has no reference profile (trained by an earlier "
+                                 "release): retrain it (`dvc repro` or `leadscore fit`) to monitor drift")
+    return profile
+
+
+def drift_by_period(leads: pd.DataFrame, bundle: Any, version: str, *, times: pd.Series | None,
+                    probabilities: np.ndarray | None = None, by: str = "month",
+                    thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
+                    ignore: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Per period of ``times`` (one period when None): every feature's drift, the score's, the worst
+    state. ``leads`` are raw rows as scored; ``probabilities`` their scores (computed when None)."""
+    profile = reference_of(bundle.metadata, version)
+    features = prepare_features(leads, bundle.schema)
+    if probabilities is None:
+        probabilities = bundle.model.predict_proba(features)[:, 1]
+    threshold = saved_threshold(bundle.metadata)
+    periods = period_of(times, by) if times is not None else pd.Series("all", index=leads.index)
+    out = []
+    for period in sorted(periods.unique()):
+        mask = (periods == period).to_numpy()
+        table = feature_drift(profile, features.loc[mask], thresholds, ignore)
+        score = score_drift(profile, np.asarray(probabilities)[mask], threshold, thresholds)
+        states = [*table["state"], score["state"]]
+        out.append({"model_version": version, "period": period, "n": int(mask.sum()),
+                    "state": worst_state(states), "score": score, "features": table.to_dict("records")})
+    return out

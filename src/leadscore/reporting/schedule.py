@@ -96,8 +96,9 @@ def _prepare_comparison(request: ReportRequest) -> dict[str, Any]:
 
 
 def _prepare_evaluation(request: ReportRequest) -> dict[str, Any]:
-    from leadscore.evaluation.decision import saved_threshold
-    from leadscore.evaluation.holdout import measure_models, score_leads, true_probability
+    from leadscore.demo.truth import true_probability
+    from leadscore.evaluation.holdout import measure_models, score_leads
+    from leadscore.evaluation.tiers import saved_threshold
 
     registry = Registry(request.registry)
     version = request.model or registry.active_version()

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -32,6 +32,7 @@ from leadscore.scoring.sources import FileSource, FrameSource, Source, SqlSource
 log = logging.getLogger(__name__)
 
 BadRowPolicy = Literal["skip", "fail"]
+Hook = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]  # (a chunk's scored rows, their scores) -> scores
 MAX_REPORTED_ERRORS = 1000  # kept in the run record; the count covers all
 
 
@@ -169,7 +170,7 @@ class _Run:
     cutoff: pd.Timestamp | None
     done_ids: set[str]
     seen: set[str] = field(default_factory=set)
-    extend: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame] | None = None
+    hooks: Sequence[Hook] = ()
 
 
 def _score_chunk(run: _Run, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -184,10 +185,11 @@ def _score_chunk(run: _Run, chunk: pd.DataFrame) -> pd.DataFrame:
     todo, filtered, skipped = filter_rows(chunk, scorer, run.options, run.cutoff, run.done_ids)
     summary.rows_filtered += filtered
     summary.rows_already_scored += skipped
-    scores = scorer.score_frame(todo, reasons=run.options.reasons, now=run.now)
+    scores = scorer.score_frame(todo, reasons=run.options.reasons, now=run.now, checked=True)
     scores["lead_id"] = scores["lead_id"].astype(str)
-    if run.extend is not None and len(scores):
-        scores = run.extend(todo, scores)
+    if len(scores):
+        for hook in run.hooks:
+            scores = hook(todo, scores)
     scores["run_id"] = summary.run_id
     return scores
 
@@ -208,12 +210,14 @@ def _finish(sink: Sink, summary: RunSummary, options: BatchOptions) -> None:
 
 def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions | None = None,
               *, on_chunk: Callable[[int, pd.DataFrame], None] | None = None,
-              extend: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame] | None = None) -> RunSummary:
+              hooks: Sequence[Hook] = ()) -> RunSummary:
     """Score ``source`` into ``sink`` chunk by chunk; resumable (see the module docstring).
 
-    ``extend(rows, scores)`` returns a chunk's scores with more columns (an experiment's arms) before it
-    is written; ``on_chunk(index, scores)`` is called before each chunk is committed (tests inject
-    failures here).
+    Each of ``hooks`` (``hook(rows, scores)``, in turn) sees a chunk's scored rows before the chunk is
+    written and returns its scores, possibly with more columns: an experiment's arms
+    (:class:`~leadscore.experiments.arms.ExperimentHook`), the challenger's shadow scores
+    (:class:`~leadscore.lifecycle.shadow.BatchShadow`, which logs both versions and adds nothing).
+    ``on_chunk(index, scores)`` is called before each chunk is committed (tests inject failures here).
 
     Raises
     ------
@@ -236,7 +240,7 @@ def run_batch(scorer: Scorer, source: Source, sink: Sink, options: BatchOptions 
     run_id, done = sink.begin(key + ("" if not options.refresh_all else f":{time.time_ns()}"), info)
     summary = RunSummary(run_id=run_id, chunks_resumed=len(done))
     run = _Run(scorer, options, summary, now, cutoff,
-               sink.scored_ids(scorer.version) if options.incremental else set(), extend=extend)
+               sink.scored_ids(scorer.version) if options.incremental else set(), hooks=tuple(hooks))
     began = time.perf_counter()
     bar = tqdm(unit="rows", disable=None if options.progress else True,  # None: only on a terminal
                desc="scoring", dynamic_ncols=True)

@@ -54,7 +54,7 @@ from leadscore.data.schema import (
     prepare_features,
     prepare_lead,
 )
-from leadscore.evaluation.decision import Tier, assign_tiers, saved_tiers
+from leadscore.evaluation.tiers import Tier, assign_tiers, saved_tiers
 from leadscore.modeling.ensemble import LeadModel
 from leadscore.modeling.segments import SegmentedModel
 from leadscore.scoring.explain import contributions
@@ -234,15 +234,16 @@ class Scorer:
         values = contributions(self.bundle.model, X).values.to_numpy() if k else None
         return prob, agreement, values
 
-    def score_frame(self, frame: pd.DataFrame, *, reasons: int = 3,
-                    now: datetime | None = None) -> pd.DataFrame:
+    def score_frame(self, frame: pd.DataFrame, *, reasons: int = 3, now: datetime | None = None,
+                    checked: bool = False) -> pd.DataFrame:
         """One row per input row, in input order, with :data:`OUTPUT_COLUMNS`.
 
         ``reasons`` is JSON text ``{"positive": [...], "negative": [...]}`` of at most ``reasons`` items
         per side, each ``{"field", "points", "text"}``. ``reasons=0`` skips the explanation work.
+        ``checked``: ``frame`` already went through :meth:`check` (batch runs check each chunk first).
         """
         k = _check_k(reasons)
-        frame = self.check(frame)
+        frame = frame if checked else self.check(frame)
         if frame.empty:
             return self._empty(frame.index)
         columns = prepare_columns(frame, self.schema, allow_missing=self.allow_missing)

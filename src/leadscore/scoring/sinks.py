@@ -170,7 +170,7 @@ def check_not_input(output: str, *, table: str = "lead_scores", input_: str | No
 def open_sink(output: str, *, table: str = "lead_scores") -> Sink:
     """A :class:`FileSink` for a .csv/.parquet path, else a database sink for a URL or SQLite file."""
     from leadscore.core.database import is_sql_location
-    from leadscore.scoring.store import SqlScoreSink
+    from leadscore.scoring.sql import SqlScoreSink
 
     if is_sql_location(output):
         return SqlScoreSink(output, table)

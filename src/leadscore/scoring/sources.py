@@ -61,12 +61,12 @@ class SqlSource:
 
     def fingerprint(self) -> str:
         """The query and what its rows are now (count, ids): a changed source is a new run."""
-        from leadscore.scoring.store import content_signature
+        from leadscore.scoring.sql import content_signature
 
         return f"{self.description}|{content_signature(self.url, self.query, key=self.order_by)}"
 
     def chunks(self, chunk_size: int) -> Iterator[pd.DataFrame]:
-        from leadscore.scoring.store import read_sql_chunks
+        from leadscore.scoring.sql import read_sql_chunks
 
         yield from read_sql_chunks(self.url, self.query, chunk_size=chunk_size, order_by=self.order_by)
 

@@ -23,7 +23,7 @@ from leadscore.artifacts.registry import Registry
 from leadscore.core.config import Params, load_params
 from leadscore.core.exceptions import DataValidationError, LeadscoreError
 from leadscore.core.jsonsafe import json_safe
-from leadscore.experiments.arms import ArmScorers, arm_answer
+from leadscore.experiments.arms import ArmScorers, arm_answer, expose_leads
 from leadscore.experiments.assignment import ARMS
 from leadscore.experiments.results import experiment_results, matured_leads
 from leadscore.experiments.store import Experiment, ExperimentStore
@@ -76,10 +76,8 @@ class ServiceExperiments:
         if missing:
             raise DataValidationError(f"experiment {name!r}: every lead needs a lead id to get an arm; "
                                       f"lead {missing[0] + 1} has none")
-        scores = self.arms(experiment).score(pd.DataFrame(list(fields)))
-        records = [{str(k): v for k, v in r.items()} for r in scores.to_dict("records")]
-        rows = self.store.record(experiment, [{"lead_id": str(lead), **record}
-                                              for lead, record in zip(lead_ids, records, strict=True)])
+        frame = pd.DataFrame(list(fields))
+        records, rows = expose_leads(self.store, experiment, self.arms(experiment), frame, lead_ids)
         return [arm_answer(experiment, row["arm"], record) for row, record in zip(rows, records, strict=True)]
 
     def results(self, name: str, outcomes: OutcomeStore) -> dict[str, Any]:

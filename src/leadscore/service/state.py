@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -22,6 +21,7 @@ from leadscore.core.config import Params
 from leadscore.core.exceptions import ConfigError, LeadscoreError
 from leadscore.monitoring.alerts import CheckState
 from leadscore.monitoring.exposition import CachedCollector, load_states, states_collector
+from leadscore.monitoring.log_rows import json_value
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import PredictionLog, open_database
 from leadscore.service.auth import KeyStore
@@ -38,13 +38,6 @@ log = logging.getLogger(__name__)
 
 RATE_FILE = "ratelimit.bin"
 EXPERIMENT_METRICS_TTL = 60.0  # seconds: experiment conversion reads every outcome; once a minute is enough
-
-
-def _native(value: Any) -> Any:
-    """A JSON-ready id: numpy scalars become Python ones, missing values None."""
-    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass
@@ -193,7 +186,7 @@ class Service:
             results = _records(served.scorer.score_frame(frame, reasons=reasons))
         for result, lead in zip(results, leads, strict=True):
             sent_id = None if id_column else models.lead_id(lead)
-            result["lead_id"] = _native(result["lead_id"]) if sent_id is None else sent_id
+            result["lead_id"] = json_value(result["lead_id"]) if sent_id is None else sent_id
         stamp = datetime.fromisoformat(results[0]["scored_at"])
         inputs = [models.inputs(lead) for lead in leads]
         rows = [{"request_id": request_id, "lead_id": None if r["lead_id"] is None else str(r["lead_id"]),

@@ -8,8 +8,9 @@ from typing import Any
 
 from leadscore.artifacts.bundle import load_bundle
 from leadscore.data.tables import read_table, write_table
-from leadscore.evaluation.decision import saved_threshold
-from leadscore.evaluation.holdout import measure_models, score_leads, true_probability, write_plot_data
+from leadscore.demo.truth import true_probability
+from leadscore.evaluation.holdout import measure_models, score_leads, write_plot_data
+from leadscore.evaluation.tiers import saved_threshold
 
 
 def evaluate_models(models_dir: str | Path, test_path: str | Path, out_dir: str | Path, *,

@@ -13,8 +13,8 @@ import pandas as pd
 from leadscore.artifacts.bundle import load_bundle, save_bundle
 from leadscore.core.hashing import folder_sha256
 from leadscore.data.tables import read_table
-from leadscore.evaluation.decision import saved_threshold, saved_tiers
 from leadscore.evaluation.holdout import SEGMENT_COLUMNS, holdout_summary
+from leadscore.evaluation.tiers import saved_threshold, saved_tiers
 
 
 def test_period_summary(predictions_path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:

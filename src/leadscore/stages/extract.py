@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ def resolve_source(source: str) -> str:
     return source
 
 
+def _copier(source: Path) -> Callable[[Path], object]:
+    return lambda tmp: shutil.copyfile(source, tmp)
+
+
 def _describe(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, frame in tables.items():
@@ -77,7 +82,7 @@ def extract_crm(source: str, out_dir: str | Path, *, raw_dir: str | Path = "data
             found = next(p for p in (Path(raw_dir) / f"{name}.parquet", Path(raw_dir) / f"{name}.csv")
                          if p.exists())
             if found.suffix == ".parquet":
-                atomic_write(out / f"{name}.parquet", lambda tmp, src=found: shutil.copyfile(src, tmp))
+                atomic_write(out / f"{name}.parquet", _copier(found))
             else:
                 write_table(tables[name], out / f"{name}.parquet")
         where = str(raw_dir)

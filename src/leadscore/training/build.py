@@ -23,7 +23,7 @@ from leadscore.core.config import DecisionParams, LeakageParams, Params
 from leadscore.core.exceptions import ConfigError
 from leadscore.data.profile import table_profile
 from leadscore.data.schema import TableSchema, prepare_features
-from leadscore.evaluation.decision import (
+from leadscore.evaluation.tiers import (
     DEFAULT_TIERS,
     TIER_MODES,
     ThresholdChoice,

@@ -19,8 +19,7 @@ from leadscore.core.exceptions import LeadscoreError
 from leadscore.data.schema import prepare_features
 from leadscore.modeling.importance import feature_importance
 from leadscore.monitoring.alerts import CheckState
-from leadscore.monitoring.checks import drift_by_period
-from leadscore.monitoring.drift import DriftThresholds
+from leadscore.monitoring.drift import DriftThresholds, drift_by_period
 from leadscore.monitoring.estimate import conversion_delay_cdf, estimate_performance
 from leadscore.monitoring.labels import label_scores
 from leadscore.monitoring.performance import realized_performance

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from leadscore.data.demo import latent
+from leadscore.demo import latent
 
 
 def _obj(values: np.ndarray) -> pd.Series:

@@ -4,7 +4,7 @@ A world is a demo CRM extract of its own (seed, period), turned into the rows th
 (:func:`~leadscore.data.crm.snapshot_table`, features at ``created_at + snapshot_days``) plus each lead's
 true probability of converting in the label window without a call. Leads are assigned to arms as in
 production (:func:`~leadscore.experiments.assignment.assign_arms`); each arm's sales team, with its
-share of the capacity, works its own leads in its arm's order (:mod:`leadscore.data.demo.followup`),
+share of the capacity, works its own leads in its arm's order (:mod:`leadscore.demo.followup`),
 which sets every lead's true probability; outcomes are Bernoulli draws from it. Working the same leads
 with each arm's ranking tells the true lift, which no real experiment knows.
 
@@ -28,8 +28,8 @@ from scipy import optimize, special
 from leadscore.core.config import Params
 from leadscore.core.exceptions import ConfigError, DataValidationError
 from leadscore.data.crm import snapshot_table
-from leadscore.data.demo import generate_crm, label_probability
-from leadscore.data.demo.followup import MAX_WAIT_DAYS, FollowUp, conversion_days, daily_capacity, work_leads
+from leadscore.demo import generate_crm, label_probability
+from leadscore.demo.followup import MAX_WAIT_DAYS, FollowUp, conversion_days, daily_capacity, work_leads
 from leadscore.experiments.analysis import ExperimentAnalysis, analyse
 from leadscore.experiments.assignment import CONTROL, TREATMENT, assign_arms, check_split
 from leadscore.experiments.cuped import cuped_lift

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from leadscore.core.exceptions import ConfigError, DataValidationError
-from leadscore.experiments.decision import ACTIONS, recommend
 from leadscore.experiments.proportions import two_proportion_lift
+from leadscore.experiments.recommendation import ACTIONS, recommend
 from leadscore.experiments.srm import sample_ratio_check
 
 BETTER = two_proportion_lift(100, 1000, 140, 1000)     # 10% -> 14%

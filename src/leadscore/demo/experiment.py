@@ -1,9 +1,9 @@
 """The demo experiment: a simulated rules-vs-model A/B test written into a store like a real one.
 
-The leads of a simulated period (:func:`~leadscore.experiments.simulation.build_world`) are scored by a
+The leads of a simulated period (:func:`~leadscore.demo.simulation.build_world`) are scored by a
 model (the treatment) and by the rules point system (the control), assigned to arms with the
 experiment's salt, worked by each arm's capacity-limited sales team in its arm's order, and converted
-or not (:mod:`leadscore.data.demo.followup`). The store then holds what production would have written:
+or not (:mod:`leadscore.demo.followup`). The store then holds what production would have written:
 the experiment, one exposure per lead (assigned when scored, both arms' scores, the model probability
 as the covariate) and the conversions on their dates. The truth the store cannot know, each arm's true
 conversion rate, is returned separately.
@@ -19,8 +19,8 @@ import pandas as pd
 
 from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
 from leadscore.core.config import Params
+from leadscore.demo.simulation import CAPACITY_SHARE, build_world, simulate_experiment
 from leadscore.experiments.arms import rules_points
-from leadscore.experiments.simulation import CAPACITY_SHARE, build_world, simulate_experiment
 from leadscore.experiments.store import RULES, ExperimentStore
 from leadscore.monitoring.outcomes import OutcomeStore
 from leadscore.monitoring.predlog import open_database

@@ -11,9 +11,8 @@ from conftest import REPO
 
 from leadscore.artifacts.bundle import load_bundle
 from leadscore.core.config import load_params
-from leadscore.data.demo import generate_crm, write_crm
-from leadscore.monitoring.checks import drift_by_period
-from leadscore.monitoring.drift import DriftThresholds
+from leadscore.demo import generate_crm, write_crm
+from leadscore.monitoring.drift import DriftThresholds, drift_by_period
 from leadscore.stages.features import build_features
 from leadscore.stages.split import write_split
 from leadscore.stages.train import train_stage

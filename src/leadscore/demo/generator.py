@@ -1,6 +1,6 @@
 """A seeded, byte-for-byte reproducible demo CRM extract: leads, activities, outcomes and the truth.
 
-The hidden model (intent, ``p_convert``, conversion delay) lives in :mod:`leadscore.data.demo.latent`;
+The hidden model (intent, ``p_convert``, conversion delay) lives in :mod:`leadscore.demo.latent`;
 this module turns it into what a CRM export looks like: messy profile fields, an activity log whose
 intensity follows the intent, observed outcomes censored at ``data_end``, and ``sales_status``, a
 post-outcome column planted on purpose as leakage. Everything is vectorised NumPy: one million leads
@@ -21,8 +21,8 @@ from scipy import special
 from leadscore.core.config import DemoParams
 from leadscore.core.exceptions import ConfigError
 from leadscore.core.files import atomic_write
-from leadscore.data.demo import followup, latent
-from leadscore.data.demo.activities import draw_activities
+from leadscore.demo import followup, latent
+from leadscore.demo.activities import draw_activities
 
 DEMO_DEFAULTS: dict = asdict(DemoParams())  # the one home of the demo defaults is core.config.DemoParams
 MAX_LEADS = 9_999_999  # lead ids have 7 digits
@@ -263,7 +263,7 @@ def render_readme(data: CRMData) -> str:
     lines = [
         "# Demo CRM extract (generated)",
         "",
-        "Synthetic data from `leadscore.data.demo.generate_crm`; regenerate it, do not edit it.",
+        "Synthetic data from `leadscore.demo.generate_crm`; regenerate it, do not edit it.",
         f"{n_leads:,} leads created {created.min():%Y-%m-%d} to {created.max():%Y-%m-%d}, "
         f"{n_events:,} activities, extract date (data_end) {data.data_end:%Y-%m-%d}.",
         f"Observed conversion rate {rate:.2%}.",
@@ -304,7 +304,7 @@ def render_readme(data: CRMData) -> str:
         f"scale={lat.DELAY_SCALE_DAYS:g}) days (not truncated);",
         "conversions after data_end are not observed. Engagement (opens, clicks, page views,",
         "calls, meetings) grows with z; converting leads request quotes and meet more just before",
-        "they convert. `leadscore.data.demo.label_probability(p_convert, snapshot_days, window_days)`",
+        "they convert. `leadscore.demo.label_probability(p_convert, snapshot_days, window_days)`",
         "gives the exact probability of converting within a label window after a snapshot: the",
         "target a calibrated model should predict.",
         "",

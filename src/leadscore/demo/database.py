@@ -18,7 +18,7 @@ from sqlalchemy.dialects import mysql
 
 from leadscore.core.database import first_line, make_engine, safe_url
 from leadscore.core.exceptions import ConfigError, StoreError
-from leadscore.data.demo.generator import CRMData
+from leadscore.demo.generator import CRMData
 
 CRM_TABLE_NAMES = ("leads", "activities", "outcomes")
 IF_EXISTS = ("fail", "replace")

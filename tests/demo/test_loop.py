@@ -21,9 +21,9 @@ from leadscore.core.config import load_params
 from leadscore.core.exceptions import ConfigError
 from leadscore.core.jsonsafe import dumps
 from leadscore.data.crm import snapshot_table
-from leadscore.data.demo.generator import generate_crm
-from leadscore.data.demo.latent import NEW_SOURCE, NEW_SOURCE_MONTHS
-from leadscore.lifecycle.loop_replay import (
+from leadscore.demo.generator import generate_crm
+from leadscore.demo.latent import NEW_SOURCE, NEW_SOURCE_MONTHS
+from leadscore.demo.loop import (
     ACTIVITY_FEATURES,
     LoopSettings,
     labelled_at,

@@ -7,8 +7,8 @@ import pytest
 from scipy import special
 
 from leadscore.core.exceptions import ConfigError, DataValidationError
-from leadscore.data.demo import generate_crm, latent
-from leadscore.data.demo.followup import (
+from leadscore.demo import generate_crm, latent
+from leadscore.demo.followup import (
     FOLLOW_UP_GAIN,
     MAX_WAIT_DAYS,
     call_waits,
@@ -18,7 +18,7 @@ from leadscore.data.demo.followup import (
     true_conversion,
     work_leads,
 )
-from leadscore.data.demo.generator import render_readme
+from leadscore.demo.generator import render_readme
 
 DAY = latent.MS_PER_DAY
 START = 20_000 * DAY  # a day boundary

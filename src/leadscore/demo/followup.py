@@ -1,6 +1,6 @@
 """How working leads changes whether they convert: the demo world's sales follow-up, for simulated A/B tests.
 
-The extract written by :mod:`leadscore.data.demo.generator` is a world where nobody acts on a score. This
+The extract written by :mod:`leadscore.demo.generator` is a world where nobody acts on a score. This
 module adds the one thing a lead-scoring A/B test changes: **who sales calls, and how soon**.
 
 * A lead is scored when its snapshot is ready, ``created_at + snapshot_days`` (7 days in the demo), and
@@ -12,7 +12,7 @@ module adds the one thing a lead-scoring A/B test changes: **who sales calls, an
 * A lead not called within :data:`MAX_WAIT_DAYS` of being scored leaves the queue and is never called.
 * A call ``w`` days after scoring adds ``FOLLOW_UP_GAIN * exp(-w / FOLLOW_UP_SCALE_DAYS)`` to the
   log-odds of converting within the label window. Without a call a lead keeps its base probability,
-  :func:`~leadscore.data.demo.latent.label_probability` ``(p_convert, snapshot_days, window_days)``.
+  :func:`~leadscore.demo.latent.label_probability` ``(p_convert, snapshot_days, window_days)``.
 * A lead that converts in the window converts after the demo's Gamma delay law, conditioned on the
   window (:func:`conversion_days`): a call changes *whether*, not *when*.
 
@@ -50,7 +50,7 @@ import numpy.typing as npt
 from scipy import special, stats
 
 from leadscore.core.exceptions import ConfigError, DataValidationError
-from leadscore.data.demo import latent
+from leadscore.demo import latent
 
 FOLLOW_UP_GAIN = 1.0           # log-odds added by a call right after scoring
 FOLLOW_UP_SCALE_DAYS = 2.0     # ... decaying as exp(-wait / scale)
@@ -211,7 +211,7 @@ def true_conversion(scored_ms: npt.ArrayLike, base_probability: npt.ArrayLike, r
 def conversion_days(rng: np.random.Generator, size: int, snapshot_days: float,
                     window_days: float) -> np.ndarray:
     """Days from scoring to conversion of leads that convert in the label window: the demo's Gamma delay
-    (:func:`~leadscore.data.demo.latent.delay_cdf`) conditioned on ``(snapshot_days, snapshot_days +
+    (:func:`~leadscore.demo.latent.delay_cdf`) conditioned on ``(snapshot_days, snapshot_days +
     window_days]``, minus ``snapshot_days``; drawn by inverting the CDF, so always inside the window."""
     low, high = latent.delay_cdf([snapshot_days, snapshot_days + window_days])
     u = low + (high - low) * rng.random(size)
@@ -224,8 +224,8 @@ def readme_lines() -> list[str]:
     return [
         "## How working leads changes conversion (A/B simulation)",
         "",
-        "The files above are a world where nobody acts on a score. `leadscore.data.demo.followup` adds",
-        "sales follow-up for simulated A/B tests (`leadscore.experiments.simulation`). A lead is scored",
+        "The files above are a world where nobody acts on a score. `leadscore.demo.followup` adds",
+        "sales follow-up for simulated A/B tests (`leadscore.demo.simulation`). A lead is scored",
         "when its snapshot is ready (created_at + snapshot_days) and waits in a queue; a team that can",
         "make a fixed number of calls a day calls, at the end of each day, the waiting leads its arm ranks",
         f"highest. A lead not called within {MAX_WAIT_DAYS:g} days is never called. A call w days after "

@@ -13,8 +13,8 @@ from scipy import stats
 
 from leadscore.core.config import DemoParams, load_params
 from leadscore.core.exceptions import ConfigError, DataValidationError
-from leadscore.data.demo import DEMO_DEFAULTS, CRMData, generate_crm, label_probability, write_crm
-from leadscore.data.demo.latent import DELAY_SCALE_DAYS, DELAY_SHAPE
+from leadscore.demo import DEMO_DEFAULTS, CRMData, generate_crm, label_probability, write_crm
+from leadscore.demo.latent import DELAY_SCALE_DAYS, DELAY_SHAPE
 
 N_LEADS = 4_000
 DAY = pd.Timedelta(days=1)

@@ -1,4 +1,4 @@
-"""leadscore.scoring.store against real databases: SQLite files in tmp_path and the PostgreSQL test server."""
+"""leadscore.scoring.sql against real databases: SQLite files in tmp_path and the PostgreSQL test server."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.core.exceptions import StoreError
-from leadscore.scoring.store import (
+from leadscore.scoring.sql import (
     SCORE_COLUMNS,
     SqlScoreSink,
     is_sql_location,
@@ -160,7 +160,7 @@ def test_failed_chunk_leaves_nothing_behind(db_url: str, table: str,
     with SqlScoreSink(db_url, table, backoff=5.0) as sink:
         run_id, _ = sink.begin("run", {"model_version": "v1"})
         sink.write(0, make_scores(["a", "b"]))
-        with caplog.at_level(logging.WARNING, logger="leadscore.scoring.store"), \
+        with caplog.at_level(logging.WARNING, logger="leadscore.scoring.sql"), \
                 pytest.raises(StoreError, match=r"writing chunk 1 \(3 rows\).*(NOT NULL|not-null)"):
             sink.write(1, bad)
         assert not caplog.records  # an integrity error is not retried
@@ -198,7 +198,7 @@ def test_dropped_connection_is_recovered(pg_url: str, table: str, pre_ping: bool
                     "AND pid <> pg_backend_pid() AND application_name = :app"), {"app": app}).scalars().all()
             admin.dispose()
             assert killed and all(killed)
-            with caplog.at_level(logging.WARNING, logger="leadscore.scoring.store"):
+            with caplog.at_level(logging.WARNING, logger="leadscore.scoring.sql"):
                 sink.write(1, make_scores(["c", "d"]))
             assert [r["lead_id"] for r in read_scores(sink)] == ["a", "b", "c", "d"]
             assert any("retrying" in r.getMessage() for r in caplog.records) is not pre_ping
@@ -214,7 +214,7 @@ def test_locked_database_is_retried_then_gives_up(tmp_path: Path, caplog: pytest
         locker.execute("BEGIN EXCLUSIVE")
         release = threading.Timer(0.3, locker.rollback)
         release.start()
-        with caplog.at_level(logging.WARNING, logger="leadscore.scoring.store"):
+        with caplog.at_level(logging.WARNING, logger="leadscore.scoring.sql"):
             sink.write(0, make_scores(["a"]))
         release.join()
         assert any("retrying" in r.getMessage() and "locked" in r.getMessage() for r in caplog.records)

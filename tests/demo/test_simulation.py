@@ -8,11 +8,8 @@ import pytest
 
 from leadscore.core.config import Params
 from leadscore.core.exceptions import ConfigError, DataValidationError
-from leadscore.data.demo.followup import MAX_WAIT_DAYS
-from leadscore.experiments.arms import rules_points
-from leadscore.experiments.assignment import assign_arms
-from leadscore.experiments.decision import ACTIONS
-from leadscore.experiments.simulation import (
+from leadscore.demo.followup import MAX_WAIT_DAYS
+from leadscore.demo.simulation import (
     Trial,
     World,
     build_world,
@@ -24,6 +21,9 @@ from leadscore.experiments.simulation import (
     simulate_counts,
     simulate_experiment,
 )
+from leadscore.experiments.arms import rules_points
+from leadscore.experiments.assignment import assign_arms
+from leadscore.experiments.recommendation import ACTIONS
 from leadscore.modeling.rules import DEMO_RULES
 
 PARAMS = Params()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadscore.core.exceptions import ConfigError, DataValidationError, TargetError
-from leadscore.evaluation.decision import (
+from leadscore.evaluation.tiers import (
     DEFAULT_TIERS,
     Tier,
     assign_tiers,
@@ -180,7 +180,7 @@ def test_every_probability_gets_exactly_one_tier_and_tiers_are_monotone(prob, ti
 
 
 def test_capacity_tiers_cut_the_out_of_fold_scores_at_their_shares():
-    from leadscore.evaluation.decision import capacity_tiers
+    from leadscore.evaluation.tiers import capacity_tiers
 
     rng = np.random.default_rng(0)
     prob = rng.beta(1, 6, 10_000)
@@ -213,7 +213,7 @@ def test_capacity_tiers_cut_the_out_of_fold_scores_at_their_shares():
      "unknown colour"),
 ])
 def test_capacity_tiers_errors(items, message):
-    from leadscore.evaluation.decision import capacity_tiers
+    from leadscore.evaluation.tiers import capacity_tiers
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         capacity_tiers(items, np.linspace(0, 1, 100), np.zeros(100))

@@ -24,19 +24,18 @@ from leadscore.artifacts.registry import Registry
 from leadscore.core.config import Params
 from leadscore.core.exceptions import ConfigError
 from leadscore.data.crm import snapshot_table
-from leadscore.data.demo.generator import generate_crm
-from leadscore.data.demo.latent import NEW_SOURCE
 from leadscore.data.snapshot import FEATURES
+from leadscore.demo.generator import generate_crm
+from leadscore.demo.latent import NEW_SOURCE
+from leadscore.demo.replay import replay_leads
 from leadscore.evaluation.comparison import delong_roc_test
 from leadscore.evaluation.metrics import get_metric
 from leadscore.lifecycle.promotion import PROMOTE, decide_and_apply, holdout_evidence
 from leadscore.lifecycle.retrain import Cycle, check_triggers, held_back_metrics, retrain_lock, split_holdout
 from leadscore.monitoring.alerts import CheckState, drift_states, performance_states
-from leadscore.monitoring.checks import drift_by_period
-from leadscore.monitoring.drift import ALERT, DriftThresholds
+from leadscore.monitoring.drift import ALERT, DriftThresholds, drift_by_period
 from leadscore.monitoring.labels import label_scores
 from leadscore.monitoring.performance import period_of, realized_performance
-from leadscore.monitoring.replay import replay_leads
 from leadscore.scoring.scorer import Scorer
 from leadscore.training.build import snapshot_bundle
 
