@@ -213,3 +213,35 @@ def test_labels_open_and_converted_before():
 def test_missing_columns_are_reported(crm):
     with pytest.raises(DataValidationError, match="leads table is missing column.*created_at"):
         build(crm, leads=crm["leads"].drop(columns=["created_at"]))
+
+
+def _labels_by_pandas(snap: pd.DataFrame, outcomes: pd.DataFrame, window: float, end: pd.Timestamp):
+    """The label rule written plainly in pandas: the oracle of the NumPy version."""
+    converted_at = snap["lead_id"].map(outcomes.set_index("lead_id")["converted_at"].pipe(pd.to_datetime))
+    window_end = snap["snapshot_at"] + pd.Timedelta(days=window)
+    before = (converted_at <= snap["snapshot_at"]).fillna(False).to_numpy(bool)
+    is_open = (window_end > end).to_numpy(bool) & ~before
+    hit = ((converted_at > snap["snapshot_at"]) & (converted_at <= window_end)).fillna(False)
+    label = pd.Series(hit.astype("int8"), index=snap.index).astype("Int8")
+    label = label.mask(pd.Series(before | is_open, index=snap.index))
+    return label, np.select([before, is_open], ["converted_before", "open"], "closed")
+
+
+@settings(max_examples=40, deadline=None)
+@given(offsets=st.lists(st.one_of(st.none(), st.floats(-30, 150), st.sampled_from([0.0, 12.5, 30.0, 90.0])),
+                       min_size=1, max_size=12),
+       window=st.sampled_from([30.0, 90.0, 12.5]), end_days=st.floats(0, 200))
+def test_labels_follow_the_rule_at_every_boundary(offsets, window, end_days):
+    start = pd.Timestamp("2025-01-01")
+    snap = pd.DataFrame({"lead_id": [f"L{i}" for i in range(len(offsets))],
+                         "snapshot_at": (start + pd.to_timedelta(np.arange(len(offsets)), unit="D"))
+                         .astype("datetime64[ms]")})
+    converted = [None if o is None else snap["snapshot_at"][i] + pd.Timedelta(days=o)
+                 for i, o in enumerate(offsets)]
+    outcomes = pd.DataFrame({"lead_id": snap["lead_id"][::-1].to_numpy(),
+                             "converted_at": pd.Series(converted[::-1], dtype="datetime64[ms]")})
+    end = start + pd.Timedelta(days=end_days)
+    got = snapshot.attach_labels(snap, outcomes, label_window_days=window, end=end)
+    label, status = _labels_by_pandas(snap, outcomes, window, end)
+    pd.testing.assert_series_equal(got["label"], label, check_names=False)
+    assert got["status"].tolist() == status.tolist()

@@ -408,16 +408,20 @@ def attach_labels(snapshot: pd.DataFrame, outcomes: pd.DataFrame, *, label_windo
                   end: pd.Timestamp) -> pd.DataFrame:
     """Add ``label`` (Int8, missing unless known) and ``status`` (closed/open/converted_before)."""
     _require(outcomes, ("lead_id", "converted_at"), "outcomes")
-    converted_at = snapshot["lead_id"].map(
-        outcomes.set_index("lead_id")["converted_at"].pipe(pd.to_datetime))
-    window_end = snapshot["snapshot_at"] + pd.Timedelta(days=label_window_days)
-    before = (converted_at <= snapshot["snapshot_at"]).fillna(False).to_numpy(bool)
-    is_open = (window_end > end).to_numpy(bool) & ~before
-    hit = ((converted_at > snapshot["snapshot_at"]) & (converted_at <= window_end)).fillna(False)
-    label = pd.Series(hit.astype("int8"), index=snapshot.index).astype("Int8")
-    label = label.mask(pd.Series(before | is_open, index=snapshot.index))
+    # in NumPy nanoseconds (exact for every unit pandas gives here); NaT compares False, as fillna(False)
+    known = pd.to_datetime(outcomes["converted_at"]).to_numpy("datetime64[ns]")
+    pos = pd.Index(outcomes["lead_id"]).get_indexer(snapshot["lead_id"])  # duplicated ids raise, as .map
+    converted_at = np.where(pos >= 0, known[np.maximum(pos, 0)] if len(known) else np.datetime64("NaT", "ns"),
+                            np.datetime64("NaT", "ns"))
+    snap = snapshot["snapshot_at"].to_numpy("datetime64[ns]")
+    window_end = snap + np.timedelta64(pd.Timedelta(days=label_window_days).value, "ns")
+    before = converted_at <= snap
+    is_open = (window_end > pd.Timestamp(end).to_datetime64()) & ~before
+    hit = (converted_at > snap) & (converted_at <= window_end)
+    label = pd.array(hit.astype("int8"), dtype="Int8")
+    label[before | is_open] = pd.NA
     status = np.select([before, is_open], ["converted_before", "open"], "closed")
-    return snapshot.assign(label=label, status=status)
+    return snapshot.assign(label=pd.Series(label, index=snapshot.index), status=status)
 
 
 def feature_columns(snapshot: pd.DataFrame) -> list[str]:
