@@ -40,20 +40,26 @@ def make_flat_leads(n: int = 400, seed: int = 0) -> pd.DataFrame:
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the server on every machine here
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The PostgreSQL test database; the test is skipped, with the reason, if it cannot be reached."""
+def _reachable(url: str, name: str) -> str:
+    """``url`` once a connection works; the test fails (not skips) otherwise: these servers run on every
+    machine here, and a database test that quietly skips would prove nothing."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc.orig).strip().splitlines()[0]}")
+        pytest.fail(f"{name} not reachable at {url}: {str(exc.orig).strip().splitlines()[0]}")
     finally:
         engine.dispose()
-    return PG_URL
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL test database."""
+    return _reachable(PG_URL, "PostgreSQL")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,18 +82,8 @@ MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"  # the MariaDB server o
 
 @pytest.fixture(scope="session")
 def mariadb_url() -> str:
-    """The MariaDB test database; the test is skipped, with the reason, if it cannot be reached."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(MARIADB_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"MariaDB not reachable at {MARIADB_URL}: {str(exc.orig).strip().splitlines()[0]}")
-    finally:
-        engine.dispose()
-    return MARIADB_URL
+    """The MariaDB test database."""
+    return _reachable(MARIADB_URL, "MariaDB")
 
 
 def fresh_database(server_url: str):  # -> contextmanager yielding a URL

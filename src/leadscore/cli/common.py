@@ -40,6 +40,23 @@ def add_command(commands: argparse._SubParsersAction, name: str, handler: Handle
     return parser
 
 
+CRM_MAP_HELP = ("mapping of the CRM database's tables and columns (YAML, docs/crm.md; default: the demo "
+                "schema that `leadscore demo --db` writes)")
+
+
+def add_crm_options(group: argparse._ActionsContainer, *, crm_help: str, required: bool = False,
+                    as_of: str = "--as-of") -> None:
+    """``--crm URL``, ``--crm-map FILE``, the fixed scoring instant (``as_of``) and ``--scores-table``:
+    what the commands that score leads where they live share (serve, sync)."""
+    group.add_argument("--crm", required=required, metavar="URL", help=crm_help)
+    group.add_argument("--crm-map", metavar="FILE", help=CRM_MAP_HELP)
+    group.add_argument(as_of, metavar="TIME",
+                       help="score as of this fixed instant (ISO 8601, UTC) instead of now: for a CRM whose "
+                            "history ended in the past, such as the demo's")
+    group.add_argument("--scores-table", default="lead_scores", metavar="TABLE",
+                       help="the CRM's current-score table (default: %(default)s)")
+
+
 def add_params_option(parser: argparse.ArgumentParser) -> None:
     """``--params FILE`` (default ``params.yaml``)."""
     parser.add_argument("--params", default="params.yaml", metavar="FILE",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE
-from leadscore.cli.common import add_command, add_params_option, load_params_arg
+from leadscore.cli.common import CRM_MAP_HELP, add_command, add_params_option, load_params_arg
 from leadscore.core.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -147,9 +147,7 @@ def add_score_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--query", metavar="TABLE|SQL", help="table or SELECT for a database --input")
     p.add_argument("--crm", metavar="DIR|URL",
                    help="score open leads from the CRM tables in DIR, or in a CRM database (URL or .db file)")
-    p.add_argument("--crm-map", metavar="FILE",
-                   help="with a CRM database: the mapping of its tables and columns (YAML, docs/crm.md; "
-                        "default: the demo schema of `leadscore demo --db`)")
+    p.add_argument("--crm-map", metavar="FILE", help=f"with a CRM database: the {CRM_MAP_HELP}")
     p.add_argument("--as-of", metavar="TIME", help="with --crm: snapshot time (default: end of the data)")
     p.add_argument("--output", required=True, metavar="FILE|URL",
                    help=".csv/.parquet file, or a database URL / .db file")

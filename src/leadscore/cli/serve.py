@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from leadscore.artifacts.paths import LOG_TABLE
+from leadscore.cli.common import add_crm_options
 
 ENV_KEYS = "LEADSCORE_API_KEYS"
 DESCRIPTION = """\
@@ -138,17 +139,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--train-params", metavar="FILE",
                    help="settings for those jobs (default: ./params.yaml if present, else built-in)")
     crm = p.add_argument_group("scoring by lead id from the CRM database (POST /v1/leads/{lead_id}/score)")
-    crm.add_argument("--crm", metavar="URL",
-                     help="the CRM database to read leads from and write scores back to (without it that "
-                          "endpoint answers 409)")
-    crm.add_argument("--crm-map", metavar="FILE",
-                     help="mapping of the CRM's tables and columns (YAML, docs/crm.md; default: the demo "
-                          "schema of `leadscore demo --db`)")
-    crm.add_argument("--crm-as-of", metavar="TIME",
-                     help="score as of this fixed instant (ISO 8601, UTC) instead of now: a CRM whose "
-                          "history ended in the past, such as the demo's")
-    crm.add_argument("--scores-table", default="lead_scores",
-                     help="the CRM's current-score table (default: %(default)s)")
+    add_crm_options(crm, as_of="--crm-as-of", crm_help="the CRM database to read leads from and write "
+                    "scores back to (without it that endpoint answers 409)")
     crm.add_argument("--no-write-back", action="store_true",
                      help="score by id without writing to the CRM database")
     keys = p.add_argument_group("API keys (print and exit)")

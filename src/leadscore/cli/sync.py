@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from leadscore.cli.common import add_command, add_params_option, load_params_or_defaults
+from leadscore.cli.common import add_command, add_crm_options, add_params_option, load_params_or_defaults
 
 if TYPE_CHECKING:
     from leadscore.data.crm_database import CrmDatabase
@@ -145,11 +145,7 @@ def add_sync_command(commands: argparse._SubParsersAction) -> None:
         "  leadscore sync --crm crm.db --as-of 2025-09-01 --follow # then keep up with new activity\n"
         "  leadscore sync --crm postgresql+psycopg://u@host/crm --crm-map mapping.yaml --install-notify\n"
         "  leadscore sync --crm postgresql+psycopg://u@host/crm --crm-map mapping.yaml --follow --json")
-    p.add_argument("--crm", required=True, metavar="URL",
-                   help="the CRM database (SQLAlchemy URL, or a .db/.sqlite file)")
-    p.add_argument("--crm-map", metavar="FILE",
-                   help="mapping of your CRM's tables and columns (YAML; see docs/crm.md; default: the demo "
-                        "schema that `leadscore demo --db` writes)")
+    add_crm_options(p, required=True, crm_help="the CRM database (SQLAlchemy URL, or a .db/.sqlite file)")
     p.add_argument("--model", metavar="DIR|VERSION",
                    help="model folder or registry version (default: the active one, followed when it "
                         "changes)")
@@ -158,11 +154,6 @@ def add_sync_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--db", metavar="URL",
                    help="the prediction log's store (default: predictions.db beside the registry)")
     p.add_argument("--no-log", action="store_true", help="do not log the scores to the prediction log")
-    p.add_argument("--scores-table", default="lead_scores",
-                   help="current-score table in the CRM database (default: %(default)s)")
-    p.add_argument("--as-of", metavar="TIME",
-                   help="score as of this instant (ISO 8601, UTC) instead of now: for a CRM extract whose "
-                        "history ended in the past, such as the demo's")
     p.add_argument("--follow", action="store_true", help="keep rescoring as changes arrive")
     p.add_argument("--interval", type=float, default=0.2, metavar="S",
                    help="with --follow: seconds between looks when nothing changed (default: %(default)s)")
