@@ -105,30 +105,38 @@ def test_exported_model_carries_metadata_and_no_leakage(project):
     assert active and registry.show(active)["sha256"] == meta["sha256"]
 
 
-def test_second_repro_does_nothing_and_one_param_reruns_only_its_stage(project):
+def _stale(project: Path) -> set[str]:
+    """Stages `dvc status` calls changed, without the extract stage (always changed by design)."""
+    status = json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1])
+    assert status.pop("extract", ["always changed"]) == ["always changed"]
+    return set(status)
+
+
+def test_second_repro_reruns_only_the_extract_and_one_param_reruns_only_its_stage(project):
     again = run(["dvc", "repro"], project)
-    assert "Running stage" not in again
+    # only the extract stage runs every time (a CRM database has no hash DVC could watch); its output is
+    # byte-identical, so nothing after it reruns
+    assert re.findall(r"Running stage '([a-z_]+)'", again) == ["extract"]
     # stages depend on the folders they use: the API's code is in none of them
     for edited in ("service/auth.py", "service/routes.py", "cli/serve.py"):
         path = project / "src/leadscore" / edited
         path.write_text(path.read_text() + "\n# edited by the test\n")
-    assert json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1]) == {}
+    assert _stale(project) == set()
     path = project / "src/leadscore/monitoring/predlog.py"  # the replay writes through it: only monitoring
     original = path.read_text()
     path.write_text(original + "\n# edited by the test\n")
-    assert set(json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1])) == {"monitoring"}
+    assert _stale(project) == {"monitoring"}
     path.write_text(original)
     path = project / "src/leadscore/training/selection.py"  # but training code reruns training
     original = path.read_text()
     path.write_text(original + "\n# edited by the test\n")
-    stale = set(json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1]))
+    stale = _stale(project)
     assert "train" in stale and not stale & {"features", "split", "eda"}
     path.write_text(original)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["eda"]["sample_rows"] = 500
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = json.loads(run(["dvc", "status", "--json"], project).splitlines()[-1])
-    assert set(status) == {"eda"}
+    assert _stale(project) == {"eda"}
 
 
 def test_score_open_leads_from_the_crm_tables_with_the_active_model(project):
