@@ -241,6 +241,14 @@ def lead_ids(url: str) -> list[str]:
     return ids
 
 
+def _create_score_table(url: str) -> None:
+    """``lead_scores`` made before the server starts: its two workers creating it at the same moment
+    can collide in PostgreSQL (duplicate key in pg_type) and the server then fails to start."""
+    from leadscore.scoring.writeback import ScoreWriteBack
+
+    ScoreWriteBack(url).close()
+
+
 def run_api(url: str, registry: Path, end: pd.Timestamp, ids: list[str], args: argparse.Namespace,
             work: Path) -> dict[str, Any]:
     """`leadscore serve --crm` and POST /v1/leads/{id}/score at a fixed rate (open loop)."""
@@ -248,6 +256,7 @@ def run_api(url: str, registry: Path, end: pd.Timestamp, ids: list[str], args: a
     chosen = [ids[i] for i in rng.integers(0, len(ids), max(1, int(args.rate * args.duration)))]
     warm = [ids[i] for i in rng.integers(0, len(ids), 200)]
     extra = ("--crm", url, "--crm-as-of", end.isoformat())
+    _create_score_table(url)
     proc, base, key = start_server(registry, work, 2, free_port(), extra=extra)
     try:
         def requests(which: list[str]) -> list[bytes]:
@@ -571,7 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=50_000,
                         help="features-db: leads per batch (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of text (a latency with unanswered requests "
+                             "behind it is Infinity)")
     return parser
 
 
