@@ -114,3 +114,32 @@ def test_configuration_errors_are_one_line(tmp_path):
     with pytest.raises(StoreError, match="exists with other columns"):
         ScoreWriteBack(url)
     engine.dispose()
+
+
+
+RACER = """
+import sys, time
+from leadscore.scoring.writeback import ScoreWriteBack
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # both start at the same instant
+ScoreWriteBack(sys.argv[1]).close()
+print("ok")
+"""
+
+
+def test_workers_starting_together_both_get_the_score_table(pg_url):
+    """Two API workers open the write-back at the same moment on a database without lead_scores: the
+    one that loses the race to create it finds it made (PostgreSQL raised a duplicate-type error)."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import fresh_database
+
+    for _ in range(3):
+        with fresh_database(pg_url) as url:
+            at = str(time.time() + 3.0)
+            procs = [subprocess.Popen([sys.executable, "-c", RACER, url, at], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+            outputs = [p.communicate(timeout=60)[0] for p in procs]
+            assert [p.returncode for p in procs] == [0, 0], outputs
+            assert all(out.strip().endswith("ok") for out in outputs)

@@ -412,17 +412,16 @@ def test_workers_exit_when_the_supervisor_is_killed(deployment: dict[str, Any], 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def crash_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A prediction-log URL and a unique table: a SQLite file, or the PostgreSQL test server."""
+    """A prediction-log URL and a unique table: a SQLite file, or a PostgreSQL database of this test
+    alone (so the store's other tables, such as outcomes, meet nothing left by other runs)."""
+    from conftest import fresh_database
+
     table = f"predlog_{uuid.uuid4().hex[:10]}"
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'log.db'}", table
         return
-    url = request.getfixturevalue("pg_url")
-    yield url, table
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
-    engine.dispose()
+    with fresh_database(request.getfixturevalue("pg_url")) as url:
+        yield url, table
 
 
 def _worker_pids(url: str) -> set[int]:

@@ -281,10 +281,22 @@ class CrmDatabase:
                     plan.statements["leads_ordered"])
                 for part in result.partitions():
                     ids = [row[0] for row in part]
-                    _, acts, outs = self._rows_in(conn, ids)
+                    acts, outs = (self._rows_between(conn, plan, label, ids) for label in ("activities",
+                                                                                           "outcomes"))
                     yield self._frames(list(part), acts, outs)
             except sa.exc.SQLAlchemyError as exc:
                 raise StoreError(f"cannot read the CRM tables of {self.url}: {first_line(exc)}") from exc
+
+    def _rows_between(self, conn: sa.Connection, plan: _Plan, label: str, ids: list[Any]) -> list[Any]:
+        """Rows of ``label`` whose lead id lies between the first and last of ``ids`` (a batch of leads
+        in id order): one range scan of the index instead of long ``IN`` lists; rows of ids outside the
+        batch (an activity of an unknown lead) are dropped, as an ``IN`` list would."""
+        table = getattr(plan, label)
+        at = next(i for i, c in enumerate(table.cols) if c.name == "lead_id")
+        bounds = self._bind_ids([ids[0], ids[-1]])
+        rows = conn.execute(plan.statements[f"{label}_range"], {"lo": bounds[0], "hi": bounds[1]}).all()
+        wanted = set(ids)
+        return [r for r in rows if r[at] in wanted]
 
     def _frames(self, leads: Sequence[Any], acts: Sequence[Any],
                 outs: Sequence[Any]) -> dict[str, pd.DataFrame]:
@@ -372,6 +384,23 @@ class CrmDatabase:
             raise StoreError(f"the CRM in {self.url} holds no lead, activity or conversion")
         return pd.Timestamp(max(known))
 
+    def newest_change(self) -> pd.Timestamp | None:
+        """The newest ``changed_at`` of any lead, activity or separate outcome row (naive UTC; one
+        indexed ``MAX`` per table), or None when nothing is tracked or stored."""
+        plan = self._prepare()
+        sources = [t for t in (plan.leads, plan.activities, plan.outcomes)
+                   if t.changed and not (t.label == "outcomes" and t.name == plan.leads.name)]
+        stamps: list[np.datetime64] = []
+        with self._connect() as conn:
+            for table in sources:
+                try:
+                    value = conn.execute(sa.select(sa.func.max(table.column(str(table.changed))))).scalar()
+                except sa.exc.SQLAlchemyError as exc:
+                    raise StoreError(f"cannot read {table.name} of {self.url}: {first_line(exc)}") from exc
+                found = cv.times([value], self.mapping.timezone, table.name)
+                stamps.extend(s for s in found if not np.isnat(s))
+        return pd.Timestamp(max(stamps)) if stamps else None
+
     def changed_leads(self, since: Any = None, until: Any = None) -> ChangedLeads:
         """Leads whose lead row, activities (or separate outcome row) have ``changed_at`` in
         ``(since, until]`` (naive UTC or aware; ``None``: unbounded), with the newest change seen.
@@ -395,12 +424,15 @@ class CrmDatabase:
             for table in sources:
                 column = str(table.changed)
                 key, changed = table.column(table.key), table.column(column)
-                query = sa.select(key, sa.func.max(changed)).group_by(key)
+                window = sa.select(key.label("lead"), changed.label("changed"))
                 for bound, op in ((since, "__gt__"), (until, "__le__")):
                     if bound is not None:
                         value = cv.bind_time(bound, aware=table.changed_aware, tz=self.mapping.timezone,
                                              sqlite=sqlite)
-                        query = query.where(getattr(changed, op)(sa.literal(value)))
+                        window = window.where(getattr(changed, op)(sa.literal(value)))
+                # filtered first, grouped after: the planner reads the change column's index range
+                inner = window.subquery("window")
+                query = sa.select(inner.c.lead, sa.func.max(inner.c.changed)).group_by(inner.c.lead)
                 try:
                     rows = conn.execute(query).all()
                 except sa.exc.SQLAlchemyError as exc:
@@ -426,6 +458,8 @@ def _statements(tables: dict[str, _Table], statuses: dict[str, str]) -> dict[str
         out[f"{label}_all"] = select.order_by(*ordered)
         out[f"{label}_one"] = select.where(key == sa.bindparam("id")).order_by(*ordered)
         out[f"{label}_in"] = select.where(key.in_(sa.bindparam("ids", expanding=True))).order_by(*ordered)
+        out[f"{label}_range"] = select.where(key >= sa.bindparam("lo"), key <= sa.bindparam("hi")) \
+            .order_by(*ordered)
     out["leads_ordered"] = out["leads_all"]
     out["activities_all"] = tables["activities"].select()
     for label, concept in zip(_LABELS, ("created_at", "timestamp", "converted_at"), strict=True):

@@ -101,6 +101,17 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, names: list[str], rows: lis
     cursor.close()
 
 
+def _analyze(engine: sa.Engine, tables: list[str]) -> None:
+    """Planner statistics for the freshly loaded tables: without them (autovacuum off or not yet run) a
+    lead-id lookup can become a scan of the whole activity log."""
+    quote = engine.dialect.identifier_preparer.quote
+    names = ", ".join(quote(t) for t in tables)
+    statement = {"postgresql": f"ANALYZE {names}", "sqlite": "ANALYZE"}.get(engine.dialect.name,
+                                                                          f"ANALYZE TABLE {names}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(statement)
+
+
 def write_crm_database(data: CRMData, url: str, *, if_exists: str = "fail", chunk_rows: int = CHUNK_ROWS,
                        progress: Progress | None = None) -> dict[str, int]:
     """Write ``data`` (leads, activities, outcomes) into the database at ``url``; returns row counts.
@@ -139,6 +150,7 @@ def write_crm_database(data: CRMData, url: str, *, if_exists: str = "fail", chun
                     if progress is not None:
                         progress(name, min(start + chunk_rows, len(frame)), len(frame))
             counts[name] = len(frame)
+        _analyze(engine, list(counts))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot write the demo CRM to {safe_url(url)}: {first_line(exc)}") from exc
     finally:

@@ -34,7 +34,7 @@ from leadscore.data.crm_database import CrmDatabase
 from leadscore.monitoring.log_rows import input_fields, insert_rows, score_rows
 from leadscore.scoring.crm_leads import lead_rows, model_params
 from leadscore.scoring.scorer import Scorer
-from leadscore.scoring.writeback import ScoreWriteBack
+from leadscore.scoring.writeback import ScoreWriteBack, create_tables
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class CrmSync:
         self.state = state_table(sa.MetaData())
         assert self.writeback.engine is not None
         try:
-            self.state.metadata.create_all(self.writeback.engine, checkfirst=True)
+            create_tables(self.writeback.engine, self.state.metadata)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot create {STATE_TABLE}: {first_line(exc)}") from exc
         self._done: dict[str, pd.Timestamp] = {}  # lead -> newest change already rescored (overlap)
@@ -107,7 +107,7 @@ class CrmSync:
     def start_at_newest(self) -> pd.Timestamp | None:
         """Set the mark to the newest change the CRM holds now, without rescoring anything (the leads'
         scores are already current, e.g. written by a batch run); returns that mark."""
-        newest = self.db.changed_leads().high_water
+        newest = self.db.newest_change()
         if newest is not None:
             self.writeback.write([], also=lambda conn: self._save_mark(conn, newest))
         return newest

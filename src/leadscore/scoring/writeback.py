@@ -34,6 +34,19 @@ _COLUMNS = ("lead_id", "score", "probability", "tier", "action", "confidence", "
             "scored_at")
 
 
+def create_tables(engine: sa.Engine, metadata: sa.MetaData, attempts: int = 3) -> None:
+    """``metadata``'s tables, created if absent; safe when several processes (API workers) race to
+    create them: the one that loses finds them made by the other."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+            text = str(exc).lower()
+            if attempt == attempts - 1 or not ("exist" in text or "duplicate" in text):
+                raise
+
+
 def score_table(metadata: sa.MetaData, name: str = WRITE_BACK_TABLE) -> sa.Table:
     """The ``lead_scores`` table: one row per lead, its current score."""
     schema, _, table = name.rpartition(".")
@@ -133,7 +146,7 @@ class ScoreWriteBack:
                     f"({', '.join(sorted(have))}): it is not a current-score table; name another with "
                     "--scores-table")
         else:
-            self.scores.metadata.create_all(self.engine, checkfirst=True)
+            create_tables(self.engine, self.scores.metadata)
         if self.lead_columns:
             assert self.lead_table and self.lead_id_column
             lschema, _, lname = self.lead_table.rpartition(".")
