@@ -54,10 +54,10 @@ from bench_service import free_port, start_server, stop_server  # noqa: E402
 
 from leadscore.artifacts.paths import LOG_TABLE, OUTCOMES_TABLE  # noqa: E402
 from leadscore.artifacts.registry import Registry  # noqa: E402
+from leadscore.demo.replay import log_rows  # noqa: E402
 from leadscore.monitoring.log_rows import insert_rows  # noqa: E402
 from leadscore.monitoring.outcomes import OutcomeStore  # noqa: E402
 from leadscore.monitoring.predlog import open_database  # noqa: E402
-from leadscore.demo.replay import log_rows  # noqa: E402
 from leadscore.scoring.scorer import Scorer  # noqa: E402
 
 CLI = [sys.executable, "-m", "leadscore.cli"]  # the console script, run by this interpreter

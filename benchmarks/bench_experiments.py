@@ -39,10 +39,6 @@ from typing import Any
 import numpy as np
 
 from leadscore.core.config import ExperimentParams, load_params
-from leadscore.experiments.analysis import ExperimentAnalysis
-from leadscore.experiments.arms import rules_points
-from leadscore.experiments.proportions import arm_rate, required_sample_size
-from leadscore.experiments.sequential import default_tau2
 from leadscore.demo.simulation import (
     CAPACITY_SHARE,
     CupedWidths,
@@ -58,6 +54,10 @@ from leadscore.demo.simulation import (
     simulate_counts,
     simulate_experiment,
 )
+from leadscore.experiments.analysis import ExperimentAnalysis
+from leadscore.experiments.arms import rules_points
+from leadscore.experiments.proportions import arm_rate, required_sample_size
+from leadscore.experiments.sequential import default_tau2
 from leadscore.scoring.scorer import Scorer
 
 
