@@ -23,13 +23,11 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from leadscore.core.database import UtcDateTime, first_line, make_engine, safe_url
 from leadscore.core.exceptions import ConfigError, StoreError
+from leadscore.data.mapping import WRITE_BACK_FIELDS  # what a lead-table column may receive
 
 log = logging.getLogger(__name__)
 
 WRITE_BACK_TABLE = "lead_scores"
-# what a lead-table column may receive (the mapping's ``leads.write_back`` keys)
-WRITE_BACK_FIELDS = ("score", "probability", "tier", "action", "confidence", "reasons", "model_version",
-                     "scored_at")
 _COLUMNS = ("lead_id", "score", "probability", "tier", "action", "confidence", "reasons", "model_version",
             "scored_at")
 
